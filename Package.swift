@@ -1,0 +1,47 @@
+// swift-tools-version:6.1
+// The production indexer for text-to-video retrieval (HCQ). One folder per target;
+// C only in C* targets; one thin executable per pipeline stage.
+import PackageDescription
+
+let package = Package(
+    name: "vidx",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "vidx-decode", targets: ["vidx-decode"]),
+        .library(name: "VidxDecode", targets: ["VidxDecode"]),
+        .library(name: "VidxCore", targets: ["VidxCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // FFmpeg's libraries, found with pkg-config; installed by `make setup`.
+        .systemLibrary(
+            name: "CFFmpeg",
+            path: "Sources/CFFmpeg",
+            pkgConfig: "libavformat",
+            providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev",
+                              "libswscale-dev", "libswresample-dev"])]
+        ),
+        // What Swift cannot import from FFmpeg's headers (function-like macros).
+        .target(name: "CFFmpegShim", dependencies: ["CFFmpeg"], path: "Sources/CFFmpegShim"),
+
+        // Shared, dependency-free plumbing: atomic files, progress, JSON lines, hashing.
+        .target(name: "VidxCore", path: "Sources/VidxCore"),
+        // Stage 1 library: probe, sample frames and audio. The only module that imports FFmpeg.
+        .target(name: "VidxDecode", dependencies: ["VidxCore", "CFFmpeg", "CFFmpegShim"],
+                path: "Sources/VidxDecode"),
+
+        .executableTarget(
+            name: "vidx-decode",
+            dependencies: ["VidxDecode", "VidxCore",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/vidx-decode"
+        ),
+
+        .testTarget(name: "VidxCoreTests", dependencies: ["VidxCore"], path: "Tests/VidxCoreTests"),
+        .testTarget(name: "VidxDecodeTests", dependencies: ["VidxDecode", "VidxCore", "vidx-decode"],
+                    path: "Tests/VidxDecodeTests"),
+    ],
+    swiftLanguageModes: [.v6]
+)

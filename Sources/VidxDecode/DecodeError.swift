@@ -1,0 +1,42 @@
+/// Why a video could not be decoded. Every error names the file.
+public struct DecodeError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// The class of the failure. Stable strings: they appear in JSON reports and logs.
+    public enum Kind: String, Sendable, Codable, CaseIterable {
+        /// No file at that path.
+        case notFound = "not_found"
+        /// The path exists but cannot be read (permissions, a directory, an I/O error).
+        case unreadable
+        /// The bytes are not a container FFmpeg recognises.
+        case notMediaFile = "not_media_file"
+        /// A media file without any video stream (audio only, subtitles, ...).
+        case noVideoStream = "no_video_stream"
+        /// The video codec has no decoder in this FFmpeg build, or it refused to open.
+        case unsupportedCodec = "unsupported_codec"
+        /// The container or the stream is damaged or cut short (including empty files).
+        case corrupt
+        /// Over the configured pixel or duration limit.
+        case tooLarge = "too_large"
+        /// Over the configured per-video wall-clock limit.
+        case timedOut = "timed_out"
+    }
+
+    public let kind: Kind
+    /// The input's path as given.
+    public let path: String
+    /// What went wrong, in words a person can act on.
+    public let message: String
+    /// The FFmpeg function that failed, if any (e.g. `avformat_open_input`).
+    public let call: String?
+    /// FFmpeg's negative error code, if any.
+    public let code: Int32?
+
+    public init(_ kind: Kind, path: String, message: String, call: String? = nil, code: Int32? = nil) {
+        self.kind = kind
+        self.path = path
+        self.message = message
+        self.call = call
+        self.code = code
+    }
+
+    public var description: String { "\(path): \(kind.rawValue): \(message)" }
+}

@@ -1,0 +1,104 @@
+/// A decoded frame as 8-bit RGB, row-major, 3 bytes a pixel, no row padding
+/// (layout (height, width, 3), UInt8).
+public struct RGBImage: Sendable, Equatable {
+    public let width: Int
+    public let height: Int
+    public var pixels: [UInt8]
+
+    public init(width: Int, height: Int, pixels: [UInt8]) {
+        precondition(pixels.count == width * height * 3, "RGBImage: pixel count does not match size")
+        self.width = width
+        self.height = height
+        self.pixels = pixels
+    }
+
+    /// The (r, g, b) value at column x, row y.
+    public func pixel(x: Int, y: Int) -> (UInt8, UInt8, UInt8) {
+        let i = (y * width + x) * 3
+        return (pixels[i], pixels[i + 1], pixels[i + 2])
+    }
+
+    /// Mean of each channel over a rectangle.
+    public func meanColor(x: Int = 0, y: Int = 0, width w: Int? = nil, height h: Int? = nil) -> (Double, Double, Double) {
+        let w = w ?? width - x, h = h ?? height - y
+        var sum = (0.0, 0.0, 0.0)
+        for row in y..<(y + h) {
+            for col in x..<(x + w) {
+                let p = pixel(x: col, y: row)
+                sum.0 += Double(p.0); sum.1 += Double(p.1); sum.2 += Double(p.2)
+            }
+        }
+        let n = Double(max(1, w * h))
+        return (sum.0 / n, sum.1 / n, sum.2 / n)
+    }
+}
+
+/// Where a sampled frame came from.
+public struct FrameInfo: Sendable, Codable, Equatable {
+    /// Index of the frame in the stream, in presentation order from 0.
+    public var index: Int
+    /// Presentation time in seconds from the start of the file.
+    public var time: Double
+    /// The target time it was sampled for (nil for `keyframes`).
+    public var target: Double?
+    /// Whether it is a key frame.
+    public var keyframe: Bool
+}
+
+/// A sampled frame: where it came from and its pixels.
+public struct SampledFrame: Sendable {
+    public var info: FrameInfo
+    public var image: RGBImage
+}
+
+/// Decoded audio, mono float32 in [-1, 1] at `sampleRate`.
+public struct AudioTrack: Sendable, Equatable {
+    public var sampleRate: Int
+    public var samples: [Float]
+    public var duration: Double { Double(samples.count) / Double(sampleRate) }
+}
+
+/// A summary of the decoded audio.
+public struct AudioSummary: Sendable, Codable, Equatable {
+    public var sampleRate: Int
+    public var samples: Int
+    public var seconds: Double
+    /// Root mean square and peak absolute value of the samples.
+    public var rms: Double
+    public var peak: Double
+
+    enum CodingKeys: String, CodingKey { case sampleRate = "sample_rate", samples, seconds, rms, peak }
+}
+
+/// Counters describing the work done, for benchmarks and logs.
+public struct DecodeStats: Sendable, Codable, Equatable {
+    /// Video packets read from the container.
+    public var packetsRead = 0
+    /// Video packets given to the decoder (the rest were skipped unread).
+    public var packetsDecoded = 0
+    /// Frames that came out of the video decoder.
+    public var framesDecoded = 0
+    /// Frames converted to RGB (= samples).
+    public var framesConverted = 0
+    /// Times the decoder jumped ahead to a later key frame.
+    public var seeks = 0
+    /// Wall-clock seconds for the whole file.
+    public var seconds = 0.0
+
+    enum CodingKeys: String, CodingKey {
+        case packetsRead = "packets_read", packetsDecoded = "packets_decoded"
+        case framesDecoded = "frames_decoded", framesConverted = "frames_converted"
+        case seeks, seconds
+    }
+}
+
+/// The outcome of decoding one file (the frames themselves went to the caller's handler).
+public struct DecodeReport: Sendable {
+    public var probe: MediaProbe
+    public var frames: [FrameInfo]
+    public var audio: AudioSummary?
+    /// Set when the file was damaged part-way and `allowPartial` kept what came before.
+    public var damage: DecodeError?
+    public var stats: DecodeStats
+    public var isPartial: Bool { damage != nil }
+}
