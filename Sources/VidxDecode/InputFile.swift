@@ -13,7 +13,8 @@ final class InputFile {
     /// Stream indices in the container.
     let videoIndex: Int32?
     let audioIndex: Int32?
-    /// Seconds subtracted from every timestamp: the file's start time.
+    /// Seconds subtracted from every video timestamp: the video stream's start time
+    /// (the container's when the stream has none), so the first frame is at 0.
     let origin: Double
     let deadline: Deadline
 
@@ -93,7 +94,7 @@ final class InputFile {
         if let a = audioIndex { probe.audio = InputFile.audioInfo(streams[Int(a)], index: Int(a)) }
         if duration == nil { duration = probe.video?.duration ?? probe.audio?.duration; probe.duration = duration }
         self.probe = probe
-        origin = start ?? 0
+        origin = probe.video?.startTime ?? start ?? 0
 
         if let v = probe.video, limits.maxPixels > 0, v.width * v.height > limits.maxPixels {
             throw DecodeError(.tooLarge, path: path,
@@ -192,7 +193,8 @@ final class InputFile {
             pixelFormat: pixName, bitDepth: depth, colorRange: range, rotation: rotation,
             frameCount: s.pointee.nb_frames > 0 ? s.pointee.nb_frames : nil,
             duration: s.pointee.duration != FF.noPTS && s.pointee.duration > 0 && tb.den > 0
-                ? FF.seconds(s.pointee.duration, tb) : nil)
+                ? FF.seconds(s.pointee.duration, tb) : nil,
+            startTime: s.pointee.start_time != FF.noPTS && tb.den > 0 ? FF.seconds(s.pointee.start_time, tb) : nil)
     }
 
     private static func audioInfo(_ s: UnsafeMutablePointer<AVStream>, index: Int) -> AudioStreamInfo {
@@ -203,7 +205,8 @@ final class InputFile {
             codec: FF.string(avcodec_get_name(par.codec_id)) ?? "unknown",
             sampleRate: Int(par.sample_rate), channels: Int(par.ch_layout.nb_channels),
             duration: s.pointee.duration != FF.noPTS && s.pointee.duration > 0 && tb.den > 0
-                ? FF.seconds(s.pointee.duration, tb) : nil)
+                ? FF.seconds(s.pointee.duration, tb) : nil,
+            startTime: s.pointee.start_time != FF.noPTS && tb.den > 0 ? FF.seconds(s.pointee.start_time, tb) : nil)
     }
 
     /// Clockwise degrees (0, 90, 180, 270) that make the picture upright, from the

@@ -362,9 +362,13 @@ final class VideoSampler {
 
     /// A video stream whose packets end well before its stated duration was cut short.
     private func checkTruncation() {
-        guard let end = lastPacketEnd else { return }
-        let stated = input.probe.video?.duration ?? (input.probe.audio == nil ? duration : nil)
-        guard let stated, stated > 0 else { return }
+        guard let end = lastPacketEnd, let video = input.probe.video else { return }
+        // What the container promised: the stream's duration, or its frame count (AVI
+        // headers keep it even when the index at the end is lost), or, for a file
+        // without audio, the file's duration.
+        var stated = video.duration ?? (input.probe.audio == nil ? duration : nil) ?? 0
+        if let n = video.frameCount, let fps = video.averageFrameRate { stated = max(stated, Double(n) / fps) }
+        guard stated > 0 else { return }
         let tolerance = max(0.5, 3 * frameDuration)
         if end < stated - tolerance {
             recordDamage(DecodeError(.corrupt, path: path, message: String(

@@ -5,7 +5,7 @@ public struct MediaProbe: Sendable, Codable, Equatable {
     public var container: String
     /// Duration of the whole file.
     public var duration: Double?
-    /// Presentation time of the file's first sample; sampled timestamps are relative to it.
+    /// Presentation time of the file's first sample (any stream).
     public var startTime: Double?
     /// Overall bit rate in bits per second.
     public var bitRate: Int64?
@@ -48,8 +48,12 @@ public struct VideoStreamInfo: Sendable, Codable, Equatable {
     public var frameCount: Int64?
     /// Duration of the video stream.
     public var duration: Double?
+    /// Presentation time of the stream's first frame. Sampled frame times count from it:
+    /// the first frame is at 0.
+    public var startTime: Double?
 
     enum CodingKeys: String, CodingKey {
+        case startTime = "start_time"
         case streamIndex = "stream_index", codec, width, height
         case displayWidth = "display_width", displayHeight = "display_height"
         case averageFrameRate = "avg_frame_rate", realFrameRate = "r_frame_rate"
@@ -66,8 +70,11 @@ public struct AudioStreamInfo: Sendable, Codable, Equatable {
     public var sampleRate: Int
     public var channels: Int
     public var duration: Double?
+    /// Presentation time of the stream's first sample; decoded audio starts there.
+    public var startTime: Double?
 
     enum CodingKeys: String, CodingKey {
         case streamIndex = "stream_index", codec, sampleRate = "sample_rate", channels, duration
+        case startTime = "start_time"
     }
 }

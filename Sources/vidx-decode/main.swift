@@ -267,7 +267,7 @@ func parseSize(_ s: String) -> (Int, Int)? {
 
 // Usage errors exit with 2 (ArgumentParser's default is 64).
 do {
-    let command = try DecodeCommand.parseAsRoot() as! DecodeCommand
+    let command = try DecodeCommand.parse()
     try command.validate()
     try command.run()
 } catch let code as ExitCode {

@@ -1,0 +1,58 @@
+# vidx: the production indexer for text-to-video retrieval.
+# `make demo` and `make test` install what they need (`make setup`) on Debian.
+
+SHELL := /bin/bash
+SWIFT ?= swift
+PYTHON ?= python3
+CONFIG ?= release
+BUILD_FLAGS ?=
+BIN = $(shell $(SWIFT) build -c $(CONFIG) $(BUILD_FLAGS) --show-bin-path 2>/dev/null)
+
+# Debian packages the project needs: FFmpeg's libraries and command-line tool (tests
+# and benchmarks generate their clips with it), OpenBLAS, pkg-config, GNU time.
+APT_PACKAGES = libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev \
+               ffmpeg libopenblas-dev pkg-config time
+PIP_PACKAGES = numpy jsonschema
+
+.PHONY: all setup build test demo bench-decode clean
+
+all: build
+
+# Idempotent: installs only what is missing (apt-get update first when it does).
+setup:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "setup: installing$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "setup: Debian packages present"; fi
+	@for p in $(PIP_PACKAGES); do \
+	  $(PYTHON) -c "import $$p" 2>/dev/null || { echo "setup: pip install $$p"; $(PYTHON) -m pip install -q $$p; }; \
+	done
+
+build: setup
+	$(SWIFT) build -c $(CONFIG) $(BUILD_FLAGS)
+
+test: setup
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --parallel
+
+# The main job on an embedded default: generate a sample clip, sample it, show it.
+demo: build
+	@mkdir -p demo-out
+	@ffmpeg -hide_banner -loglevel error -y \
+	  -f lavfi -i testsrc2=size=640x360:rate=25:duration=12 \
+	  -f lavfi -i "sine=frequency=440:duration=12" \
+	  -c:v libx264 -preset veryfast -pix_fmt yuv420p -c:a aac -shortest demo-out/sample.mp4
+	@echo "== vidx-decode --sample every:2 --audio --out demo-out/frames demo-out/sample.mp4"
+	@$(BIN)/vidx-decode --sample every:2 --audio --out demo-out/frames demo-out/sample.mp4
+	@echo "== the sampled frames, as the models will see them:"
+	@ls demo-out/frames/sample.mp4
+
+bench-decode: build
+	$(PYTHON) Pipelines/bench/bench_decode.py --vidx $(BIN)/vidx-decode --workdir bench-out
+
+clean:
+	rm -rf .build demo-out bench-out
