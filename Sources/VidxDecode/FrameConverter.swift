@@ -5,8 +5,10 @@ import CFFmpeg
 /// rotation applied), colour conversion by swscale with the frame's own matrix and range.
 ///
 /// Cropping is done before scaling (only the visible region is scaled), so the work
-/// is proportional to what is kept. Scaling uses bit-exact, accurately rounded
-/// bilinear filtering so that outputs are identical on every x86-64 machine.
+/// is proportional to what is kept. Scaling is bilinear with full chroma interpolation
+/// and accurate, bit-exact rounding: swscale's faster table-driven YUV-to-RGB path is off
+/// by up to 2 levels (a flat Y=46 comes out 33 instead of 35), and bit-exact output is
+/// the same on every x86-64 machine.
 final class FrameConverter {
     let outWidth: Int
     let outHeight: Int
@@ -109,7 +111,7 @@ final class FrameConverter {
         case AV_PIX_FMT_YUVJ411P: format = AV_PIX_FMT_YUV411P; fullRange = true
         default: break
         }
-        let flags = Int32(SWS_BILINEAR | SWS_ACCURATE_RND | SWS_BITEXACT)
+        let flags = Int32(SWS_BILINEAR | SWS_FULL_CHR_H_INT | SWS_ACCURATE_RND | SWS_BITEXACT)
         sws = sws_getCachedContext(sws, work.pointer.pointee.width, work.pointer.pointee.height, format,
                                    Int32(scaledW), Int32(scaledH), AV_PIX_FMT_RGB24, flags, nil, nil, nil)
         guard let sws else {

@@ -125,7 +125,14 @@ final class VideoSampler {
                            context: "the '\(info.codec)' decoder refused this stream")
         }
         codec = ctx
-        duration = input.probe.duration
+        // Targets span what the container promises: its duration, or the stream's frame
+        // count when that is longer (an AVI whose index was cut off underestimates its
+        // duration from the bit rate, but its header still counts every frame).
+        var promised = input.probe.duration
+        if let n = info.frameCount, let fps = info.averageFrameRate, fps > 0 {
+            promised = max(promised ?? 0, Double(n) / fps)
+        }
+        duration = promised
         frameDuration = 1 / (info.averageFrameRate ?? info.realFrameRate ?? 25)
         selector = FrameSelector(policy: options.sampling, duration: duration)
         converter = FrameConverter(width: options.width, height: options.height, fit: options.fit,

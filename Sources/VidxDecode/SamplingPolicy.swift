@@ -23,7 +23,7 @@ public enum SamplingPolicy: Sendable, Equatable, CustomStringConvertible {
 
     /// Parses `fps:R`, `uniform:N`, `keyframes` or `every:S`.
     public init(parsing text: String) throws {
-        let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+        let parts = text.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
         func number(_ what: String) throws -> Double {
             guard parts.count == 2, let v = Double(parts[1]), v.isFinite, v > 0 else {
                 throw SamplingPolicyError(text: text, reason: "\(parts[0]) needs a positive \(what), e.g. \(parts[0]):\(what == "count" ? "8" : "1")")

@@ -234,7 +234,7 @@ struct PixelTests {
                 try Clips.make("\(name)-8bit.mp4", src + ["-c:v", "libx264", "-pix_fmt", "yuv420p"]),
                 try Clips.make("\(name)-full.avi", src + ["-c:v", "mjpeg", "-q:v", "2"]),
                 try Clips.make("\(name)-10bit.mkv", src + ["-c:v", "libx264", "-pix_fmt", "yuv420p10le"]),
-                try Clips.make("\(name)-odd.mp4", ["-f", "lavfi", "-i", "color=c=\(name):s=65x49:r=10:d=1",
+                try Clips.make("\(name)-odd.mp4", ["-f", "lavfi", "-i", "color=c=\(name):s=66x50:r=10:d=1,format=yuv444p,crop=65:49:0:0",
                                                    "-c:v", "libx264", "-pix_fmt", "yuv444p"]),
                 try Clips.make("\(name)-vp9-10bit.webm", src + ["-c:v", "libvpx-vp9", "-pix_fmt", "yuv420p10le",
                                                                 "-deadline", "realtime", "-cpu-used", "8"]),

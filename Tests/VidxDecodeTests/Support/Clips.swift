@@ -98,12 +98,12 @@ enum Clips {
     private static let grayLock = NSLock()
 
     /// Which gray-ramp frame an image shows: the frame whose gray level (as ffmpeg decodes
-    /// it) is nearest, or nil when none is within 2 levels.
+    /// it) is nearest, or nil when none is within one level.
     static func frameNumber(of image: RGBImage) throws -> Int? {
         let gray = image.meanColor().0
         let grays = try rampGrays()
         let best = grays.indices.min { abs(grays[$0] - gray) < abs(grays[$1] - gray) }!
-        return abs(grays[best] - gray) < 2 ? best : nil
+        return abs(grays[best] - gray) <= 1 ? best : nil
     }
 
     /// The presentation times of every frame of the video stream as ffprobe reports them,
