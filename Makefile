@@ -6,7 +6,7 @@ SWIFT ?= swift
 PYTHON ?= python3
 CONFIG ?= release
 BUILD_FLAGS ?=
-BIN = $(shell $(SWIFT) build -c $(CONFIG) $(BUILD_FLAGS) --show-bin-path 2>/dev/null)
+BIN = .build/$(CONFIG)
 
 # Debian packages the project needs: FFmpeg's libraries and command-line tool (tests
 # and benchmarks generate their clips with it), OpenBLAS, pkg-config, GNU time.
@@ -37,7 +37,7 @@ build: setup
 
 test: setup
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --parallel
+	$(SWIFT) test --skip-build
 
 # The main job on an embedded default: generate a sample clip, sample it, show it.
 demo: build

@@ -149,6 +149,17 @@ struct DecodeCommandTests {
         #expect(decoded.pixels == frames.first { $0.info.index == 25 }!.image.pixels)
     }
 
+    @Test("on a terminal, many files get a progress line on standard error")
+    func progressOnTerminal() throws {
+        // `script` (util-linux) runs the tool on a pseudo-terminal.
+        let clip = try clip()
+        let command = ([try Tool.path("vidx-decode"), "--sample", "keyframes", clip, clip, clip]).joined(separator: " ")
+        let out = try Clips.run("script", ["-qec", command, "/dev/null"])
+        #expect(out.contains("[3/3] 0 failed"))
+        #expect(out.contains("\r"))
+        #expect(out.components(separatedBy: ": ok").count == 4)
+    }
+
     @Test("several jobs print the same results in input order")
     func jobs() throws {
         let files = [try clip(), Clips.directory + "/missing.mp4", try clip()]
