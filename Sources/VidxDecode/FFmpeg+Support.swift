@@ -101,8 +101,13 @@ final class Frame {
 /// Owns an opened demuxer (wraps `avformat_open_input` / `avformat_close_input`).
 final class FormatContext {
     let pointer: UnsafeMutablePointer<AVFormatContext>
+    /// The object behind the context's interrupt callback, kept alive as long as it.
+    private let interruptOwner: AnyObject?
     /// Takes ownership of an opened context.
-    init(takingOwnershipOf pointer: UnsafeMutablePointer<AVFormatContext>) { self.pointer = pointer }
+    init(takingOwnershipOf pointer: UnsafeMutablePointer<AVFormatContext>, interruptOwner: AnyObject? = nil) {
+        self.pointer = pointer
+        self.interruptOwner = interruptOwner
+    }
     deinit {
         var p: UnsafeMutablePointer<AVFormatContext>? = pointer
         avformat_close_input(&p)

@@ -56,7 +56,7 @@ final class InputFile {
                            context: "not a video or audio file FFmpeg recognises")
         }
         ctx = optCtx!
-        format = FormatContext(takingOwnershipOf: ctx)
+        format = FormatContext(takingOwnershipOf: ctx, interruptOwner: deadline)
 
         ret = avformat_find_stream_info(ctx, nil)
         if ret < 0 {
@@ -125,12 +125,16 @@ final class InputFile {
         if (st.st_mode & S_IFMT) == S_IFDIR {
             throw DecodeError(.unreadable, path: path, message: "is a directory, not a file")
         }
+        // A FIFO or a device could block forever or never end: only regular files.
+        if (st.st_mode & S_IFMT) != S_IFREG {
+            throw DecodeError(.unreadable, path: path, message: "not a regular file (a pipe, socket or device)")
+        }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
             throw DecodeError(.unreadable, path: path, message: "cannot open: \(String(cString: strerror(errno)))")
         }
         close(fd)
-        if (st.st_mode & S_IFMT) == S_IFREG && st.st_size == 0 {
+        if st.st_size == 0 {
             throw DecodeError(.corrupt, path: path, message: "the file is empty (0 bytes): an interrupted copy or upload?")
         }
     }

@@ -32,9 +32,13 @@ struct BadInputTests {
         try expectFailure(Clips.directory + "/no-such-dir/x.mp4", .notFound)
     }
 
-    @Test("a directory: unreadable")
+    @Test("a directory or a pipe: unreadable, without blocking")
     func directory() throws {
         try expectFailure(Clips.directory, .unreadable)
+        let fifo = Clips.directory + "/pipe.mp4"
+        unlink(fifo)
+        #expect(mkfifo(fifo, 0o600) == 0)
+        try expectFailure(fifo, .unreadable)
     }
 
     @Test("zero bytes: corrupt (an interrupted copy)")
