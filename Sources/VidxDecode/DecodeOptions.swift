@@ -42,9 +42,12 @@ public struct DecodeOptions: Sendable, Equatable {
     /// frame is still at or before the next wanted time, everything before it is
     /// dropped unread by the decoder. Never changes which frame is sampled.
     public var seekAhead: Bool = true
-    /// Fast mode: the decoder skips every non-reference frame, so a sample may be a
-    /// neighbouring frame of the exact one (in practice one to three frames away, always
-    /// within half a sampling interval). Pixels of the frames it does decode are exact.
+    /// Fast mode: whole runs of reordered frames (B-frames) are dropped unread wherever
+    /// the frame shown just before the run is within half a sampling interval of every
+    /// target the run covers; that frame is then the sample. So a sample may be a
+    /// neighbouring frame of the exact one (with x264's defaults, up to 3 frames
+    /// earlier), never more than half a sampling interval from its target. Every frame
+    /// that is decoded is decoded exactly.
     public var fast: Bool = false
     /// FFmpeg decoder threads for this video. 1 by default: batch runs decode several
     /// videos at once, one per core.

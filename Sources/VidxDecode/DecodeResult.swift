@@ -76,6 +76,8 @@ public struct DecodeStats: Sendable, Codable, Equatable {
     public var packetsRead = 0
     /// Video packets given to the decoder (the rest were skipped unread).
     public var packetsDecoded = 0
+    /// Video packets fast mode dropped (runs of B-frames whose neighbour is close enough).
+    public var packetsDropped = 0
     /// Frames that came out of the video decoder.
     public var framesDecoded = 0
     /// Frames converted to RGB (= samples).
@@ -86,7 +88,7 @@ public struct DecodeStats: Sendable, Codable, Equatable {
     public var seconds = 0.0
 
     enum CodingKeys: String, CodingKey {
-        case packetsRead = "packets_read", packetsDecoded = "packets_decoded"
+        case packetsRead = "packets_read", packetsDecoded = "packets_decoded", packetsDropped = "packets_dropped"
         case framesDecoded = "frames_decoded", framesConverted = "frames_converted"
         case seeks, seconds
     }

@@ -8,7 +8,8 @@ import CFFmpeg
 ///   (`DecodeOptions.seekAhead`), and non-reference frames that cannot be a sample are
 ///   skipped inside the decoder: neither ever changes which frame is sampled;
 /// - only sampled frames are converted to RGB;
-/// - fast mode (`DecodeOptions.fast`) skips all non-reference frames.
+/// - fast mode (`DecodeOptions.fast`) also drops runs of B-frames whose neighbouring
+///   anchor frame is within half a sampling interval of the targets they cover.
 public enum MediaDecoder {
     /// Reads the container and stream headers of `path`.
     /// - Throws: `DecodeError` (not found, unreadable, not a media file, corrupt,
@@ -72,13 +73,26 @@ final class VideoSampler {
 
     // Packets read but not yet sent: a short look-ahead, or a whole group of pictures
     // while it is unknown whether it holds a sample.
-    private struct Queued { let packet: Packet; let time: Double?; let key: Bool; let size: Int }
+    private struct Queued {
+        let packet: Packet
+        let time: Double?
+        let key: Bool
+        let size: Int
+        /// Shown before a packet read earlier (a B-frame, in practice); then `run` is the
+        /// pair of anchor frames (frames shown in the order they are read) it lies between.
+        let run: (from: Double?, to: Double)?
+    }
     private var queue: [Queued] = []
     private var queueBytes = 0
     private var holdingGroup = false
     private var decoderFed = false
     private static let lookahead = 8
     private static let maxHeldBytes = 64 << 20
+
+    // Anchors: packets shown in the order they are read (I and P frames, in practice).
+    private var previousAnchor: Double?
+    private var lastAnchor: Double?
+    private let halfInterval: Double?
 
     private var presentation = PresentationOrder()
     private var decodedCount = 0
@@ -118,7 +132,6 @@ final class VideoSampler {
         ctx.pointer.pointee.thread_count = Int32(max(1, options.threads))
         keyframesOnly = options.sampling == .keyframes
         if keyframesOnly { ctx.pointer.pointee.skip_frame = AVDISCARD_NONKEY }
-        else if options.fast { ctx.pointer.pointee.skip_frame = AVDISCARD_NONREF }
         ret = avcodec_open2(ctx.pointer, decoder, nil)
         guard ret >= 0 else {
             throw FF.error(.unsupportedCodec, ret, call: "avcodec_open2", path: path,
@@ -135,6 +148,7 @@ final class VideoSampler {
         duration = promised
         frameDuration = 1 / (info.averageFrameRate ?? info.realFrameRate ?? 25)
         selector = FrameSelector(policy: options.sampling, duration: duration)
+        halfInterval = options.sampling.interval(duration: duration).map { $0 / 2 }
         converter = FrameConverter(width: options.width, height: options.height, fit: options.fit,
                                    rotation: info.rotation, path: path)
         if options.audio, let onAudio, let a = input.audioStream {
@@ -215,10 +229,21 @@ final class VideoSampler {
                 avcodec_flush_buffers(codec.pointer)
                 decoderFed = false
             }
+            previousAnchor = nil
+            lastAnchor = nil
             holdingGroup = true
         }
+        var run: (from: Double?, to: Double)?
+        if let t = time {
+            if let last = lastAnchor, t < last - SamplingPolicy.epsilon {
+                run = (previousAnchor, last)
+            } else {
+                previousAnchor = lastAnchor
+                lastAnchor = t
+            }
+        }
         let size = Int(p.size)
-        queue.append(Queued(packet: Packet.taking(packet), time: time, key: key, size: size))
+        queue.append(Queued(packet: Packet.taking(packet), time: time, key: key, size: size, run: run))
         queueBytes += size
         if holdingGroup {
             // The next key frame is past the next wanted time: the sample is in the held
@@ -243,15 +268,41 @@ final class VideoSampler {
             let q = queue[sent]
             queueBytes -= q.size
             sent += 1
+            if options.fast && mayDropRun(q) {
+                stats.packetsDropped += 1
+                continue
+            }
             try sendPacket(q.packet.pointer, skipNonReference: cannotBeSample(q, after: sent))
         }
+    }
+
+    /// Fast mode drops a whole run of reordered frames (B-frames) between two anchors
+    /// when the anchor before the run is within half a sampling interval of every target
+    /// the run covers: the sample for those targets is then that anchor, close enough.
+    /// The whole run or none of it is dropped, so no decoded frame misses a reference
+    /// inside its run.
+    private func mayDropRun(_ q: Queued) -> Bool {
+        guard let run = q.run, let from = run.from, let half = halfInterval, selector.hasSeenFrame else { return false }
+        let eps = SamplingPolicy.epsilon
+        // The first target at or after the run's start; if it is before the closing
+        // anchor, every target in [from, to) must be within `half` of `from`.
+        guard let n = options.sampling.firstTarget(atOrAfter: from, duration: duration), n < run.to - eps else {
+            return true
+        }
+        var last = n
+        var t = n
+        while let next = options.sampling.firstTarget(atOrAfter: t + 2 * eps, duration: duration), next < run.to - eps {
+            last = next
+            t = next
+        }
+        return last - from <= half + eps
     }
 
     /// A non-reference frame can be skipped when another frame read after it is shown
     /// after it but still before (or at) the next target: the sample for that target is
     /// then a later frame, whatever this one holds.
     private func cannotBeSample(_ q: Queued, after position: Int) -> Bool {
-        guard !options.fast, selector.hasSeenFrame, !q.key, let p = q.time else { return false }
+        guard selector.hasSeenFrame, !q.key, let p = q.time else { return false }
         guard let n = options.sampling.firstTarget(atOrAfter: p, duration: duration) else { return true }
         let eps = SamplingPolicy.epsilon
         for later in queue[position...] {
@@ -261,7 +312,7 @@ final class VideoSampler {
     }
 
     private func sendPacket(_ packet: UnsafeMutablePointer<AVPacket>, skipNonReference: Bool) throws {
-        if !keyframesOnly && !options.fast {
+        if !keyframesOnly {
             codec.pointer.pointee.skip_frame = skipNonReference ? AVDISCARD_NONREF : AVDISCARD_DEFAULT
         }
         stats.packetsDecoded += 1

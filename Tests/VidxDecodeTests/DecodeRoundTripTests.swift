@@ -60,6 +60,13 @@ struct GrayRampTests {
         #expect(seekReport.stats.framesConverted == withSeek.count)
     }
 
+    @Test("the ramp really has B-frames, reference and not")
+    func rampHasBFrames() throws {
+        let types = try Clips.run("ffprobe", ["-v", "error", "-select_streams", "v", "-show_entries", "frame=pict_type",
+                                              "-of", "csv=p=0", try Clips.grayRamp()])
+        #expect(types.filter { $0 == "B" }.count >= 30)
+    }
+
     @Test("a sparse policy skips whole groups of pictures")
     func seekSkipsWork() throws {
         let path = try Clips.grayRamp()
@@ -69,6 +76,9 @@ struct GrayRampTests {
         #expect(report.stats.packetsDecoded < report.stats.packetsRead / 2)
         let (full, _, _) = try MediaDecoder.decodeAll(path: path, options: options("fps:0.2", seek: false))
         #expect(report.stats.framesDecoded < full.stats.framesDecoded)
+        // Non-reference B-frames that cannot be samples are skipped inside the decoder.
+        let (dense, _, _) = try MediaDecoder.decodeAll(path: path, options: options("fps:1", seek: false))
+        #expect(dense.stats.framesDecoded < dense.stats.packetsDecoded)
     }
 
     @Test("keyframes samples every key frame and decodes nothing else")
@@ -99,6 +109,12 @@ struct GrayRampTests {
         }
         let (exact, _, _) = try MediaDecoder.decodeAll(path: path, options: options(policy))
         #expect(report.stats.framesDecoded <= exact.stats.framesDecoded)
+        // With a second or more between targets, runs of B-frames are dropped unread.
+        if interval >= 1 {
+            #expect(report.stats.packetsDropped > 0)
+            #expect(report.stats.framesDecoded < exact.stats.framesDecoded)
+        }
+        #expect(exact.stats.packetsDropped == 0)
     }
 
     @Test("frames are handed over as they are found, in time order")

@@ -69,12 +69,15 @@ enum Clips {
         return ["-f", "lavfi", "-i", "aevalsrc=\(ch):s=48000:d=\(seconds)"]
     }
 
-    /// "Gray ramp": frame N is a flat gray of luma 16 + 3N (N < 60), coded losslessly by
-    /// x264 with B-frames and a key frame every 12 frames, at 10 fps. A sampled frame's
-    /// pixels therefore say which frame it is: see `frameNumber(of:)`.
+    /// "Gray ramp": frame N is a flat gray of luma 16 + 3N (N < 60), coded by x264 at a
+    /// quality that keeps flat frames exact, with a fixed IBBBP pattern (B-pyramid, so
+    /// reference and non-reference B-frames) and a key frame every 12 frames, at 10 fps.
+    /// A sampled frame's pixels therefore say which frame it is: see `frameNumber(of:)`.
+    /// (Lossless x264 would not use B-frames.)
     static func grayRamp() throws -> String {
         try make("ramp.mp4", ["-f", "lavfi", "-i", "color=c=black:s=64x48:r=10:d=6,format=yuv420p,geq=lum='16+3*N':cb=128:cr=128",
-                              "-c:v", "libx264", "-qp", "0", "-g", "12", "-bf", "3", "-pix_fmt", "yuv420p"])
+                              "-c:v", "libx264", "-qp", "4", "-g", "12", "-bf", "3",
+                              "-x264-params", "b-adapt=0:b-pyramid=normal", "-pix_fmt", "yuv420p"])
     }
 
     /// The mean gray level of every gray-ramp frame as ffmpeg itself decodes it.
