@@ -13,6 +13,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // FFmpeg's libraries, found with pkg-config; installed by `make setup`.
@@ -26,8 +27,9 @@ let package = Package(
         // What Swift cannot import from FFmpeg's headers (function-like macros).
         .target(name: "CFFmpegShim", dependencies: ["CFFmpeg"], path: "Sources/CFFmpegShim"),
 
-        // Shared, dependency-free plumbing: atomic files, progress, JSON lines, hashing.
-        .target(name: "VidxCore", path: "Sources/VidxCore"),
+        // Shared plumbing: atomic files, progress, exit codes, safetensors files, hashing.
+        .target(name: "VidxCore", dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+                path: "Sources/VidxCore"),
         // Stage 1 library: probe, sample frames and audio. The only module that imports FFmpeg.
         .target(name: "VidxDecode", dependencies: ["VidxCore", "CFFmpeg", "CFFmpegShim"],
                 path: "Sources/VidxDecode"),

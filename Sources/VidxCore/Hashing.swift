@@ -1,0 +1,82 @@
+import Foundation
+internal import Crypto
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An error reading a file (for hashing): the path, the failed call and its errno.
+public struct FileReadError: Error, CustomStringConvertible, Sendable, Equatable {
+    public let path: String
+    public let operation: String
+    public let errno: Int32
+
+    public var description: String {
+        "\(path): \(operation) failed: \(String(cString: strerror(errno)))"
+    }
+}
+
+/// SHA-256 (via swift-crypto) of buffers and files, as 32 raw bytes or 64 lowercase hex digits.
+public enum SHA256Digest {
+    /// The size of the chunks `hex(fileAt:)` and `raw(fileAt:)` read: the file is never
+    /// held in memory whole.
+    public static let fileChunkBytes = 1 << 20
+
+    /// The 32-byte digest of `bytes`.
+    public static func raw(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        var hasher = SHA256()
+        hasher.update(bufferPointer: bytes)
+        return Array(hasher.finalize())
+    }
+
+    /// The 32-byte digest of `data`.
+    public static func raw(_ data: [UInt8]) -> [UInt8] {
+        data.withUnsafeBytes { raw($0) }
+    }
+
+    /// The 32-byte digest of the file at `path`, read in 1 MiB chunks.
+    /// - Throws: `FileReadError` naming the path and the failed call (open, read).
+    public static func raw(fileAt path: String) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileReadError(path: path, operation: "open", errno: errno) }
+        defer { close(fd) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: fileChunkBytes, alignment: 16)
+        defer { buffer.deallocate() }
+        var hasher = SHA256()
+        while true {
+            let n = read(fd, buffer.baseAddress, buffer.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileReadError(path: path, operation: "read", errno: errno)
+            }
+            if n == 0 { break }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+        }
+        return Array(hasher.finalize())
+    }
+
+    /// The digest of `bytes` as 64 lowercase hex digits.
+    public static func hex(_ bytes: UnsafeRawBufferPointer) -> String { hexString(raw(bytes)) }
+
+    /// The digest of `data` as 64 lowercase hex digits.
+    public static func hex(_ data: [UInt8]) -> String { hexString(raw(data)) }
+
+    /// The digest of the file at `path` as 64 lowercase hex digits, read in 1 MiB chunks.
+    /// - Throws: `FileReadError`.
+    public static func hex(fileAt path: String) throws -> String { hexString(try raw(fileAt: path)) }
+
+    /// Lowercase hex of any bytes (a raw digest, say).
+    public static func hexString(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 2)
+        for b in bytes {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 0xF)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
