@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "vidx-decode", targets: ["vidx-decode"]),
         .library(name: "VidxDecode", targets: ["VidxDecode"]),
         .library(name: "VidxCore", targets: ["VidxCore"]),
+        .library(name: "VidxNumerics", targets: ["VidxNumerics"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -27,9 +28,19 @@ let package = Package(
         // What Swift cannot import from FFmpeg's headers (function-like macros).
         .target(name: "CFFmpegShim", dependencies: ["CFFmpeg"], path: "Sources/CFFmpegShim"),
 
+        // OpenBLAS's CBLAS interface, found with pkg-config; installed by `make setup`.
+        .systemLibrary(
+            name: "COpenBLAS",
+            path: "Sources/COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+
         // Shared plumbing: atomic files, progress, exit codes, safetensors files, hashing.
         .target(name: "VidxCore", dependencies: [.product(name: "Crypto", package: "swift-crypto")],
                 path: "Sources/VidxCore"),
+        // Dense math on OpenBLAS: matrices, layers, attention. The only module that imports it.
+        .target(name: "VidxNumerics", dependencies: ["COpenBLAS"], path: "Sources/VidxNumerics"),
         // Stage 1 library: probe, sample frames and audio. The only module that imports FFmpeg.
         .target(name: "VidxDecode", dependencies: ["VidxCore", "CFFmpeg", "CFFmpegShim"],
                 path: "Sources/VidxDecode"),
@@ -42,6 +53,7 @@ let package = Package(
         ),
 
         .testTarget(name: "VidxCoreTests", dependencies: ["VidxCore"], path: "Tests/VidxCoreTests"),
+        .testTarget(name: "VidxNumericsTests", dependencies: ["VidxNumerics"], path: "Tests/VidxNumericsTests"),
         .testTarget(name: "VidxDecodeTests", dependencies: ["VidxDecode", "VidxCore", "vidx-decode"],
                     path: "Tests/VidxDecodeTests"),
     ],

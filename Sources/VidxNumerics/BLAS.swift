@@ -1,0 +1,188 @@
+import COpenBLAS
+
+/// Dense products on OpenBLAS (wraps `cblas_sgemm` and OpenBLAS's thread controls).
+///
+/// All matrices are Float32 and row-major. Two product forms:
+/// - ``gemm(m:n:k:alpha:a:lda:b:ldb:transposeB:beta:c:ldc:)``: exactly one `cblas_sgemm` call.
+///   OpenBLAS picks its kernel from the shape, so the bytes of one output row can depend on
+///   how many rows `m` the call covers (see ``rowTile``).
+/// - ``rowTiledGEMM(m:n:k:alpha:a:lda:b:ldb:transposeB:beta:c:ldc:)`` (used by ``matmul(_:_:transposeB:)``
+///   and ``Linear``): batch-invariant, each output row's bytes depend only on its own input row.
+public enum BLAS {
+    /// Rows per `cblas_sgemm` call in ``rowTiledGEMM(m:n:k:alpha:a:lda:b:ldb:transposeB:beta:c:ldc:)``.
+    ///
+    /// Why tiles: OpenBLAS 0.3.21 (measured on this project's x86-64 machines) is NOT
+    /// bit-identical across row counts. For small `m * n * k` it switches to "small matrix"
+    /// kernels (and on AVX-512 builds, for no-transpose row-major calls, a "direct" kernel whose
+    /// choice also depends on the thread count) that sum in another order; e.g. 512 -> 8 rows
+    /// give different bytes computed 300 at a time than 64 at a time, and 512 -> 512 differ for
+    /// 1 or 2 rows. Calling `cblas_sgemm` only on tiles of exactly this height (the last tile
+    /// zero-padded) makes every call for a given layer the same shape, hence the same kernel
+    /// and summation order; a row's bytes then depend only on that row, whatever is stacked
+    /// with it and whatever the thread count (OpenBLAS splits only rows and columns, never the
+    /// reduction, across threads). Tested in `DeterminismTests`.
+    ///
+    /// Cost: OpenBLAS repacks the right-hand matrix (the weights) once per tile, and the last
+    /// tile is padded (at most 255 wasted rows per product). Measured on the four Linear layers
+    /// of one HCQ transformer layer over 16 videos (3488 rows, 512 -> 1536, 512, 3072 -> 512):
+    /// 5-10% slower than one untiled call each; a single video (218 rows, one padded tile)
+    /// 30-45%. 64-row tiles would cost 20-35% at 16 videos.
+    public static let rowTile = 256
+
+    /// Sets OpenBLAS's thread count (process-wide; wraps `openblas_set_num_threads`).
+    /// - Parameter n: threads, at least 1.
+    public static func setThreads(_ n: Int) {
+        precondition(n >= 1, "BLAS thread count must be at least 1")
+        openblas_set_num_threads(Int32(clamping: n))
+    }
+
+    /// OpenBLAS's current thread count (wraps `openblas_get_num_threads`).
+    public static var threads: Int { Int(openblas_get_num_threads()) }
+
+    /// C (m x n) = alpha * A (m x k) * op(B) + beta * C, all row-major, in one `cblas_sgemm` call.
+    ///
+    /// - Parameters:
+    ///   - a: A, `m` rows of `k` values, row `i` starting at `a + i * lda` (`lda >= k`).
+    ///   - b: B. Without `transposeB` it is stored k x n (`ldb >= n`), op(B) = B; with it, it is
+    ///     stored n x k (`ldb >= k`, e.g. a PyTorch `Linear.weight`), op(B) = B^T.
+    ///   - c: C, `m` rows of `n` values, row `i` starting at `c + i * ldc` (`ldc >= n`). With
+    ///     `beta == 0`, C is write-only (NaNs there do not propagate).
+    ///
+    /// The leading dimensions let callers address sub-blocks (e.g. one attention head's
+    /// columns) without copies. Per-row results may depend on `m`; use
+    /// ``rowTiledGEMM(m:n:k:alpha:a:lda:b:ldb:transposeB:beta:c:ldc:)`` where that matters.
+    public static func gemm(m: Int, n: Int, k: Int, alpha: Float = 1,
+                            a: UnsafePointer<Float>, lda: Int,
+                            b: UnsafePointer<Float>, ldb: Int, transposeB: Bool = false,
+                            beta: Float = 0,
+                            c: UnsafeMutablePointer<Float>, ldc: Int) {
+        precondition(m >= 0 && n >= 0 && k >= 0, "gemm dimensions must be non-negative")
+        precondition(lda >= max(1, k) && ldb >= max(1, transposeB ? k : n) && ldc >= max(1, n),
+                     "gemm leading dimensions too small")
+        precondition(m <= Int(Int32.max) && n <= Int(Int32.max) && k <= Int(Int32.max)
+                     && lda <= Int(Int32.max) && ldb <= Int(Int32.max) && ldc <= Int(Int32.max),
+                     "gemm dimensions exceed the 32-bit BLAS interface")
+        if m == 0 || n == 0 { return }
+        if k == 0 {  // OpenBLAS would only scale C; do it here and skip its argument checks.
+            for i in 0..<m {
+                let row = c + i * ldc
+                for j in 0..<n { row[j] = beta == 0 ? 0 : beta * row[j] }
+            }
+            return
+        }
+        // Called as the column-major product C^T (n x m) = op(B)^T (n x k) * A^T (k x m): the same
+        // memory and the same arithmetic as the row-major call (OpenBLAS swaps the operands
+        // internally anyway), but it bypasses OpenBLAS's row-major-only "direct" sgemm path,
+        // whose selection depends on the thread count.
+        cblas_sgemm(CblasColMajor, transposeB ? CblasTrans : CblasNoTrans, CblasNoTrans,
+                    Int32(n), Int32(m), Int32(k), alpha,
+                    b, Int32(ldb), a, Int32(lda), beta, c, Int32(ldc))
+    }
+
+    /// The same product as ``gemm(m:n:k:alpha:a:lda:b:ldb:transposeB:beta:c:ldc:)``, computed
+    /// with one `cblas_sgemm` call per ``rowTile`` rows of A and C; the last, partial tile is
+    /// zero-padded in a scratch buffer.
+    ///
+    /// Batch-invariant: the bytes of output row `i` depend only on row `i` of A (and of C when
+    /// `beta != 0`), B, alpha and beta, not on `m` or on the OpenBLAS thread count.
+    public static func rowTiledGEMM(m: Int, n: Int, k: Int, alpha: Float = 1,
+                                    a: UnsafePointer<Float>, lda: Int,
+                                    b: UnsafePointer<Float>, ldb: Int, transposeB: Bool = false,
+                                    beta: Float = 0,
+                                    c: UnsafeMutablePointer<Float>, ldc: Int) {
+        precondition(m >= 0 && n >= 0 && k >= 0, "gemm dimensions must be non-negative")
+        if m == 0 || n == 0 { return }
+        let tile = rowTile
+        let full = m / tile * tile
+        var row = 0
+        while row < full {
+            gemm(m: tile, n: n, k: k, alpha: alpha, a: a + row * lda, lda: lda,
+                 b: b, ldb: ldb, transposeB: transposeB, beta: beta, c: c + row * ldc, ldc: ldc)
+            row += tile
+        }
+        let rest = m - full
+        if rest == 0 { return }
+        // Partial tile: pad to a full tile so the call has the same shape as all the others.
+        let kk = max(k, 1)
+        let padA = UnsafeMutablePointer<Float>.allocate(capacity: tile * kk)
+        let padC = UnsafeMutablePointer<Float>.allocate(capacity: tile * n)
+        defer { padA.deallocate(); padC.deallocate() }
+        padA.initialize(repeating: 0, count: tile * kk)
+        padC.initialize(repeating: 0, count: tile * n)
+        for i in 0..<rest {
+            (padA + i * kk).update(from: a + (full + i) * lda, count: k)
+            if beta != 0 { (padC + i * n).update(from: c + (full + i) * ldc, count: n) }
+        }
+        gemm(m: tile, n: n, k: k, alpha: alpha, a: padA, lda: kk,
+             b: b, ldb: ldb, transposeB: transposeB, beta: beta, c: padC, ldc: n)
+        for i in 0..<rest {
+            (c + (full + i) * ldc).update(from: padC + i * n, count: n)
+        }
+    }
+
+    /// A (m x k) * op(B), row-major, batch-invariant (row-tiled, see ``rowTile``).
+    /// - Parameter transposeB: B is stored n x k and used transposed (A * B^T); otherwise B is k x n.
+    /// - Returns: an m x n matrix.
+    public static func matmul(_ a: Matrix, _ b: Matrix, transposeB: Bool = false) -> Matrix {
+        let k = a.cols
+        let n = transposeB ? b.rows : b.cols
+        precondition((transposeB ? b.cols : b.rows) == k,
+                     "matmul shape mismatch: \(a.rows) x \(a.cols) times \(transposeB ? "transposed " : "")\(b.rows) x \(b.cols)")
+        var c = Matrix(rows: a.rows, cols: n)
+        a.data.withUnsafeBufferPointer { ap in
+            b.data.withUnsafeBufferPointer { bp in
+                c.data.withUnsafeMutableBufferPointer { cp in
+                    guard let ab = ap.baseAddress, let bb = bp.baseAddress, let cb = cp.baseAddress else { return }
+                    rowTiledGEMM(m: a.rows, n: n, k: k, a: ab, lda: max(k, 1), b: bb, ldb: max(b.cols, 1),
+                                 transposeB: transposeB, c: cb, ldc: max(n, 1))
+                }
+            }
+        }
+        return c
+    }
+
+    /// Measures `cblas_sgemm`'s sustained GFLOP/s on square `size x size` products (one call
+    /// per product, alpha 1, beta 0) for about `seconds` seconds, after one warm-up call, with
+    /// the current thread count. Counts 2 * size^3 floating-point operations per product.
+    public static func measurePeakGFLOPS(size: Int = 1024, seconds: Double = 1) -> Double {
+        precondition(size >= 1, "size must be positive")
+        let count = size * size
+        var a = [Float](repeating: 0, count: count)
+        var b = [Float](repeating: 0, count: count)
+        for i in 0..<count {
+            a[i] = Float(i % 97) / 97 - 0.5
+            b[i] = Float(i % 89) / 89 - 0.5
+        }
+        var c = [Float](repeating: 0, count: count)
+        let clock = ContinuousClock()
+        var products = 0
+        var elapsed = Duration.zero
+        a.withUnsafeBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                c.withUnsafeMutableBufferPointer { cp in
+                    let pa = ap.baseAddress!, pb = bp.baseAddress!, pc = cp.baseAddress!
+                    let run = {
+                        gemm(m: size, n: size, k: size, a: pa, lda: size, b: pb, ldb: size, c: pc, ldc: size)
+                    }
+                    run()  // warm-up: thread pool start, page faults, buffers
+                    let start = clock.now
+                    repeat {
+                        run()
+                        products += 1
+                        elapsed = clock.now - start
+                    } while elapsed.seconds < seconds || products < 2
+                }
+            }
+        }
+        let flops = 2 * Double(size) * Double(size) * Double(size) * Double(products)
+        return flops / elapsed.seconds / 1e9
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as a Double.
+    var seconds: Double {
+        let (s, atto) = components
+        return Double(s) + Double(atto) * 1e-18
+    }
+}

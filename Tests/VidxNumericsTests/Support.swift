@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+@testable import VidxNumerics
+
+/// All numerics tests, run one at a time: the determinism tests change OpenBLAS's
+/// process-wide thread count, which must not happen under another test's sgemm.
+@Suite(.serialized) struct NumericsTests {}
+
+/// SplitMix64 (Steele, Lea, Flood 2014): a tiny seeded generator for test tensors.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1), 24 random bits.
+    mutating func uniform() -> Float {
+        Float(next() >> 40) / Float(1 << 23) - 1
+    }
+}
+
+/// A (rows x cols) matrix of uniform values in [-scale, scale).
+func randomMatrix(_ rows: Int, _ cols: Int, seed: UInt64, scale: Float = 1) -> Matrix {
+    var g = SplitMix64(seed: seed)
+    return Matrix(rows: rows, cols: cols, data: (0..<(rows * cols)).map { _ in g.uniform() * scale })
+}
+
+func randomVector(_ n: Int, seed: UInt64, scale: Float = 1, offset: Float = 0) -> [Float] {
+    var g = SplitMix64(seed: seed)
+    return (0..<n).map { _ in g.uniform() * scale + offset }
+}
+
+/// Double-precision reference of A (m x k) * op(B), with the sum of |terms| per element
+/// (the scale a Float32 rounding error is relative to).
+func referenceProduct(_ a: Matrix, _ b: Matrix, transposeB: Bool) -> (value: [Double], magnitude: [Double]) {
+    let m = a.rows, k = a.cols, n = transposeB ? b.rows : b.cols
+    var value = [Double](repeating: 0, count: m * n), magnitude = value
+    for i in 0..<m {
+        for j in 0..<n {
+            var s = 0.0, t = 0.0
+            for p in 0..<k {
+                let bv = transposeB ? b.data[j * b.cols + p] : b.data[p * b.cols + j]
+                let term = Double(a.data[i * k + p]) * Double(bv)
+                s += term
+                t += abs(term)
+            }
+            value[i * n + j] = s
+            magnitude[i * n + j] = t
+        }
+    }
+    return (value, magnitude)
+}
+
+/// Expects `got[i]` within `relative * scale[i] + absolute` of `want[i]` for every i.
+func expectClose(_ got: [Float], _ want: [Double], scale: [Double]? = nil,
+                 relative: Double = 1e-5, absolute: Double = 1e-6,
+                 _ what: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(got.count == want.count, "\(what): \(got.count) values, expected \(want.count)",
+            sourceLocation: sourceLocation)
+    guard got.count == want.count else { return }
+    var worst = 0.0, worstIndex = -1
+    for i in 0..<got.count {
+        let s = scale?[i] ?? abs(want[i])
+        let excess = abs(Double(got[i]) - want[i]) - (relative * s + absolute)
+        if !(excess <= worst) { worst = excess.isNaN ? .infinity : excess; worstIndex = i }
+    }
+    #expect(worstIndex < 0,
+            "\(what): element \(worstIndex) is \(worstIndex >= 0 ? got[worstIndex] : 0), expected \(worstIndex >= 0 ? want[worstIndex] : 0)",
+            sourceLocation: sourceLocation)
+}
+
+/// Runs `body` with OpenBLAS set to `threads`, restoring the previous count afterwards.
+func withBLASThreads<T>(_ threads: Int, _ body: () throws -> T) rethrows -> T {
+    let previous = BLAS.threads
+    BLAS.setThreads(threads)
+    defer { BLAS.setThreads(previous) }
+    return try body()
+}
