@@ -12,9 +12,9 @@ BIN = .build/$(CONFIG)
 # and benchmarks generate their clips with it), OpenBLAS, pkg-config, GNU time.
 APT_PACKAGES = libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev \
                ffmpeg libopenblas-dev pkg-config time
-PIP_PACKAGES = numpy jsonschema
+PIP_PACKAGES = numpy jsonschema pytest
 
-.PHONY: all setup build test demo bench-decode clean
+.PHONY: all setup build test demo models bench-decode bench-encode clean
 
 all: build
 
@@ -38,6 +38,7 @@ build: setup
 test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	$(PYTHON) -m pytest -q Tests/Python
 
 # The main job on an embedded default: generate a sample clip, sample it, show it.
 demo: build
@@ -51,8 +52,15 @@ demo: build
 	@echo "== the sampled frames, as the models will see them:"
 	@ls demo-out/frames/sample.mp4
 
+# The starter model bundle (seeded, untrained weights shaped for the built-in experts).
+models: setup
+	$(PYTHON) Pipelines/models/make_starter.py models/starter
+
 bench-decode: build
 	$(PYTHON) Pipelines/bench/bench_decode.py --vidx $(BIN)/vidx-decode --workdir bench-out
+
+bench-encode: build
+	$(PYTHON) Pipelines/bench/bench_encode.py --bin $(BIN) --workdir bench-out/encode
 
 clean:
 	rm -rf .build demo-out bench-out

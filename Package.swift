@@ -8,9 +8,12 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "vidx-decode", targets: ["vidx-decode"]),
+        .executable(name: "vidx-encode", targets: ["vidx-encode"]),
+        .executable(name: "vidx-bench", targets: ["vidx-bench"]),
         .library(name: "VidxDecode", targets: ["VidxDecode"]),
         .library(name: "VidxCore", targets: ["VidxCore"]),
         .library(name: "VidxNumerics", targets: ["VidxNumerics"]),
+        .library(name: "VidxHCQ", targets: ["VidxHCQ"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -41,6 +44,8 @@ let package = Package(
                 path: "Sources/VidxCore"),
         // Dense math on OpenBLAS: matrices, layers, attention. The only module that imports it.
         .target(name: "VidxNumerics", dependencies: ["COpenBLAS"], path: "Sources/VidxNumerics"),
+        // Stage 3 library: HCQ model bundles and the video encoder (embeddings, PQ codes).
+        .target(name: "VidxHCQ", dependencies: ["VidxCore", "VidxNumerics"], path: "Sources/VidxHCQ"),
         // Stage 1 library: probe, sample frames and audio. The only module that imports FFmpeg.
         .target(name: "VidxDecode", dependencies: ["VidxCore", "CFFmpeg", "CFFmpegShim"],
                 path: "Sources/VidxDecode"),
@@ -52,8 +57,20 @@ let package = Package(
             path: "Sources/vidx-decode"
         ),
 
+        .executableTarget(
+            name: "vidx-encode",
+            dependencies: ["VidxHCQ", "VidxCore",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/vidx-encode"
+        ),
+
+        // Measurements for the benchmark scripts (not a pipeline stage).
+        .executableTarget(name: "vidx-bench", dependencies: ["VidxNumerics", "VidxCore"], path: "Sources/vidx-bench"),
+
         .testTarget(name: "VidxCoreTests", dependencies: ["VidxCore"], path: "Tests/VidxCoreTests"),
         .testTarget(name: "VidxNumericsTests", dependencies: ["VidxNumerics"], path: "Tests/VidxNumericsTests"),
+        .testTarget(name: "VidxHCQTests", dependencies: ["VidxHCQ", "VidxCore", "VidxNumerics", "vidx-encode"],
+                    path: "Tests/VidxHCQTests"),
         .testTarget(name: "VidxDecodeTests", dependencies: ["VidxDecode", "VidxCore", "vidx-decode"],
                     path: "Tests/VidxDecodeTests"),
     ],

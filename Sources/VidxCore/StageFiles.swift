@@ -1,0 +1,227 @@
+import Foundation
+
+/// A video's line in a features or codes file's `videos` metadata.
+public struct VideoRecord: Codable, Sendable, Equatable {
+    public struct ErrorInfo: Codable, Sendable, Equatable {
+        public var `class`: String
+        public var message: String
+        public init(class: String, message: String) {
+            self.class = `class`
+            self.message = message
+        }
+    }
+    public var id: String
+    public var contentHash: String
+    /// `ok`, `partial` or `failed`.
+    public var status: String
+    public var error: ErrorInfo?
+
+    public init(id: String, contentHash: String = "", status: String = "ok", error: ErrorInfo? = nil) {
+        self.id = id
+        self.contentHash = contentHash
+        self.status = status
+        self.error = error
+    }
+
+    enum CodingKeys: String, CodingKey { case id, contentHash = "content_hash", status, error }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(contentHash, forKey: .contentHash)
+        try c.encode(status, forKey: .status)
+        try c.encode(error, forKey: .error)   // always present, null when none
+    }
+}
+
+/// A stage file that is not what it should be (wrong format, version, metadata).
+public struct StageFileError: Error, CustomStringConvertible, Sendable, Equatable {
+    public let path: String
+    public let message: String
+    public init(path: String, message: String) {
+        self.path = path
+        self.message = message
+    }
+    public var description: String { "\(path): \(message)" }
+}
+
+/// One expert's rows for one video, as stored in a features file.
+public struct StoredExpert: Sendable, Equatable {
+    public var rows: Int
+    public var width: Int
+    /// rows x width, row-major.
+    public var features: [Float]
+    /// rows x 2: start and end in seconds (-1 for experts without timing).
+    public var times: [Float]
+
+    public init(rows: Int, width: Int, features: [Float], times: [Float]) {
+        self.rows = rows
+        self.width = width
+        self.features = features
+        self.times = times
+    }
+}
+
+/// A features file (Schemas/features.md), memory-mapped and checked.
+public struct FeaturesFile: Sendable {
+    public static let format = "vidx-features"
+    public static let version = 1
+
+    public let path: String
+    public let bundleFingerprint: String
+    /// Expert name -> extractor fingerprint.
+    public let extractors: [String: String]
+    public let videos: [VideoRecord]
+    private let file: SafeTensorsFile
+
+    public init(path: String) throws {
+        self.path = path
+        file = try SafeTensorsFile(path: path)
+        let meta = file.metadata
+        try StageFiles.checkFormat(meta, path: path, format: FeaturesFile.format, version: FeaturesFile.version)
+        bundleFingerprint = meta["bundle_fingerprint"] ?? ""
+        extractors = try StageFiles.decode([String: String].self, meta["extractors"] ?? "{}", key: "extractors", path: path)
+        videos = try StageFiles.decode([VideoRecord].self, meta["videos"] ?? "", key: "videos", path: path)
+    }
+
+    /// Lets the OS drop the file's pages already read from this process's resident memory
+    /// (see `SafeTensorsFile.releaseResidentPages()`); call between chunks of videos.
+    public func releaseResidentPages() { file.releaseResidentPages() }
+
+    /// The experts stored for video `index` (absent experts are not in the map).
+    /// - Throws: `SafeTensorsError` or `StageFileError` when the tensors disagree with each other.
+    public func experts(of index: Int) throws -> [String: StoredExpert] {
+        let prefix = "v\(index)/"
+        var out: [String: StoredExpert] = [:]
+        for name in file.names where name.hasPrefix(prefix) && name.hasSuffix("/features") {
+            let expert = String(name.dropFirst(prefix.count).dropLast("/features".count))
+            guard let info = file.info(name), info.shape.count == 2 else {
+                throw StageFileError(path: path, message: "tensor '\(name)' must be 2-D (rows, width)")
+            }
+            let rows = info.shape[0], width = info.shape[1]
+            let features = try file.floats(name, shape: [rows, width])
+            let times = try file.floats(prefix + expert + "/times", shape: [rows, 2])
+            out[expert] = StoredExpert(rows: rows, width: width, features: features, times: times)
+        }
+        return out
+    }
+}
+
+/// Writes features files (Schemas/features.md).
+public struct FeaturesWriter: Sendable {
+    private var tensors = SafeTensorsWriter()
+    public private(set) var videos: [VideoRecord] = []
+    public var bundleFingerprint: String
+    public var extractors: [String: String]
+
+    public init(bundleFingerprint: String = "", extractors: [String: String] = [:]) {
+        self.bundleFingerprint = bundleFingerprint
+        self.extractors = extractors
+    }
+
+    /// Adds a video; its experts' tensors are written only when it has any.
+    public mutating func add(_ record: VideoRecord, experts: [String: StoredExpert]) {
+        let i = videos.count
+        videos.append(record)
+        for (name, e) in experts {
+            tensors.add("v\(i)/\(name)/features", floats: e.features, shape: [e.rows, e.width])
+            tensors.add("v\(i)/\(name)/times", floats: e.times, shape: [e.rows, 2])
+        }
+    }
+
+    public func write(to path: String) throws {
+        var w = tensors
+        w.metadata = [
+            "format": FeaturesFile.format, "format_version": String(FeaturesFile.version),
+            "bundle_fingerprint": bundleFingerprint,
+            "extractors": StageFiles.json(extractors), "videos": StageFiles.json(videos),
+        ]
+        try w.write(to: path)
+    }
+}
+
+/// A codes file (Schemas/codes.md).
+public struct CodesFile: Sendable {
+    public static let format = "vidx-codes"
+    public static let version = 1
+
+    public let path: String
+    public let bundleFingerprint: String
+    public let featuresBundleFingerprint: String
+    public let levels: Int, subspaces: Int, codewords: Int
+    public let videos: [VideoRecord]
+    /// N x levels x subspaces, row-major.
+    public let codes: [UInt8]
+    /// N x levels x hidden, when stored.
+    public let embeddings: [Float]?
+
+    public init(path: String) throws {
+        self.path = path
+        let file = try SafeTensorsFile(path: path)
+        let meta = file.metadata
+        try StageFiles.checkFormat(meta, path: path, format: CodesFile.format, version: CodesFile.version)
+        bundleFingerprint = meta["bundle_fingerprint"] ?? ""
+        featuresBundleFingerprint = meta["features_bundle_fingerprint"] ?? ""
+        func int(_ key: String) throws -> Int {
+            guard let s = meta[key], let v = Int(s), v > 0 else {
+                throw StageFileError(path: path, message: "metadata '\(key)' must be a positive integer")
+            }
+            return v
+        }
+        levels = try int("levels")
+        subspaces = try int("subspaces")
+        codewords = try int("codewords")
+        videos = try StageFiles.decode([VideoRecord].self, meta["videos"] ?? "", key: "videos", path: path)
+        codes = try file.uint8s("codes", shape: [videos.count, levels, subspaces])
+        if let info = file.info("embeddings") {
+            guard info.shape.count == 3, info.shape[0] == videos.count, info.shape[1] == levels else {
+                throw StageFileError(path: path, message: "tensor 'embeddings' has shape \(info.shape), expected (\(videos.count), \(levels), hidden)")
+            }
+            embeddings = try file.floats("embeddings")
+        } else {
+            embeddings = nil
+        }
+    }
+
+    /// Writes a codes file.
+    /// - Parameters:
+    ///   - codes: N x levels x subspaces bytes.
+    ///   - embeddings: N x levels x hidden floats, or nil.
+    public static func write(to path: String, videos: [VideoRecord], codes: [UInt8], levels: Int, subspaces: Int,
+                             codewords: Int, embeddings: [Float]?, hidden: Int,
+                             bundleFingerprint: String, featuresBundleFingerprint: String) throws {
+        var w = SafeTensorsWriter(metadata: [
+            "format": CodesFile.format, "format_version": String(CodesFile.version),
+            "bundle_fingerprint": bundleFingerprint, "features_bundle_fingerprint": featuresBundleFingerprint,
+            "levels": String(levels), "subspaces": String(subspaces), "codewords": String(codewords),
+            "videos": StageFiles.json(videos),
+        ])
+        w.add("codes", uint8s: codes, shape: [videos.count, levels, subspaces])
+        if let embeddings { w.add("embeddings", floats: embeddings, shape: [videos.count, levels, hidden]) }
+        try w.write(to: path)
+    }
+}
+
+enum StageFiles {
+    static func checkFormat(_ meta: [String: String], path: String, format: String, version: Int) throws {
+        guard meta["format"] == format else {
+            throw StageFileError(path: path, message: "not a \(format) file (metadata format is '\(meta["format"] ?? "absent")')")
+        }
+        guard let v = meta["format_version"].flatMap({ Int($0) }) else {
+            throw StageFileError(path: path, message: "metadata format_version is missing or not an integer")
+        }
+        guard v <= version else {
+            throw StageFileError(path: path, message: "format_version \(v) is newer than this build reads (\(version)): upgrade vidx")
+        }
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ text: String, key: String, path: String) throws -> T {
+        do { return try JSONDecoder().decode(T.self, from: Data(text.utf8)) } catch {
+            throw StageFileError(path: path, message: "metadata '\(key)' is not valid: \(error)")
+        }
+    }
+
+    static func json<T: Encodable>(_ value: T) -> String {
+        String(decoding: (try? makeJSONEncoder().encode(value)) ?? Data("null".utf8), as: UTF8.self)
+    }
+}

@@ -1,0 +1,124 @@
+import Foundation
+import Testing
+import VidxCore
+@testable import VidxHCQ
+
+/// Runs the project's Python tools (NumPy only) from the tests.
+enum Python {
+    static let root: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url.path }
+        }
+        return FileManager.default.currentDirectoryPath
+    }()
+
+    /// Runs python3 with `args` from the package root; throws with its stderr on failure.
+    @discardableResult
+    static func run(_ args: [String]) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3"] + args
+        p.currentDirectoryURL = URL(fileURLWithPath: root)
+        var env = ProcessInfo.processInfo.environment
+        env["PYTHONPATH"] = root + "/Pipelines/models:" + root + "/Tests/Reference"
+        p.environment = env
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw TestDataError(message: "python3 \(args.prefix(2).joined(separator: " ")) failed: \(String(decoding: e, as: UTF8.self))")
+        }
+        return String(decoding: o, as: UTF8.self)
+    }
+
+    /// Converts an .npz file's arrays into a safetensors file Swift can read.
+    static func npzToSafetensors(_ npz: String, _ out: String) throws {
+        try run(["-c", """
+        import sys, numpy as np, safetensors_np
+        d = np.load(sys.argv[1])
+        safetensors_np.save(sys.argv[2], {k: np.ascontiguousarray(d[k]) for k in d.files}, {})
+        """, npz, out])
+    }
+}
+
+struct TestDataError: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
+}
+
+/// Test data made once per test process by the project's Python tools.
+enum TestData {
+    static let directory: String = {
+        let d = NSTemporaryDirectory() + "vidx-hcq-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        atexit { try? FileManager.default.removeItem(atPath: TestData.directory) }  // no litter in /tmp
+        return d
+    }()
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var done: Set<String> = []
+
+    private static func once(_ key: String, _ make: () throws -> Void) throws {
+        lock.lock(); defer { lock.unlock() }
+        if done.contains(key) { return }
+        try make()
+        done.insert(key)
+    }
+
+    /// The authors' fixture exported to a bundle, its features as a features file, and
+    /// its expected outputs as safetensors.
+    static func fixture() throws -> (bundle: String, features: String, expected: String) {
+        let dir = directory + "/fixture"
+        try once("fixture") {
+            let fx = Python.root + "/Tests/Fixtures/hcq-small"
+            try Python.run(["Pipelines/models/export_hcq.py", fx + "/checkpoint.pth", dir + "/bundle",
+                            "--experts", "face,ocr,rgb,s3d,scene,speech,vggish", "--tokens-per-expert", "6", "--heads", "4"])
+            try Python.run(["-c", """
+            import sys, json, numpy as np, safetensors_np
+            f = np.load(sys.argv[1]); tensors = {}; videos = []
+            n = 1 + max(int(k.split('/')[0][1:]) for k in f.files)
+            for i in range(n):
+                videos.append({"id": f"video-{i}", "content_hash": "", "status": "ok", "error": None})
+                for k in f.files:
+                    if k.startswith(f"v{i}/") and k.endswith("/features") and f[k].shape[0] > 0:
+                        e = k.split('/')[1]
+                        tensors[k] = f[k].astype(np.float32); tensors[f"v{i}/{e}/times"] = f[f"v{i}/{e}/times"].astype(np.float32)
+            safetensors_np.save(sys.argv[2], tensors, {"format": "vidx-features", "format_version": "1",
+                "bundle_fingerprint": "", "extractors": "{}", "videos": json.dumps(videos, separators=(",", ":"))})
+            """, fx + "/features.npz", dir + "/features.safetensors"])
+            try Python.npzToSafetensors(fx + "/expected.npz", dir + "/expected.safetensors")
+        }
+        return (dir + "/bundle", dir + "/features.safetensors", dir + "/expected.safetensors")
+    }
+
+    /// Seeded random bundles and features (msrvtt and small) with reference outputs.
+    static func random(_ name: String) throws -> (bundle: String, features: String, reference: String) {
+        let dir = directory + "/random"
+        try once("random") {
+            try Python.run(["Tests/Reference/make_test_data.py", dir, "--seed", "5"])
+            for n in ["msrvtt", "small"] {
+                try Python.npzToSafetensors(dir + "/\(n)/reference.npz", dir + "/\(n)/reference.safetensors")
+            }
+        }
+        return (dir + "/\(name)/bundle", dir + "/\(name)/features.safetensors", dir + "/\(name)/reference.safetensors")
+    }
+}
+
+/// Reads every video of a features file into encoder inputs (nil for failed videos).
+func loadVideos(_ path: String, config: BundleConfig) throws -> [VideoFeatures?] {
+    let unit = try FeaturesFile(path: path)
+    return try unit.videos.indices.map { i in
+        if unit.videos[i].status == "failed" { return nil }
+        var experts: [String: ExpertFeatures] = [:]
+        for (name, e) in try unit.experts(of: i) {
+            let timed = config.experts.first { $0.name == name }?.isTimed ?? false
+            experts[name] = ExpertFeatures(rows: e.rows, width: e.width, values: e.features, times: timed ? e.times : nil)
+        }
+        return VideoFeatures(experts: experts)
+    }
+}
