@@ -14,7 +14,7 @@ APT_PACKAGES = libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libsw
                ffmpeg libopenblas-dev pkg-config time
 PIP_PACKAGES = numpy jsonschema pytest
 
-.PHONY: all setup build test demo models bench-decode bench-encode clean
+.PHONY: all setup build test demo models bench-decode bench-encode bench-search fuzz-shard clean
 
 all: build
 
@@ -61,6 +61,23 @@ bench-decode: build
 
 bench-encode: build
 	$(PYTHON) Pipelines/bench/bench_encode.py --bin $(BIN) --workdir bench-out/encode
+
+bench-search: build
+	$(PYTHON) Pipelines/bench/bench_search.py --bin $(BIN) --workdir bench-out/search
+
+# Fuzz the shard reader (libFuzzer + AddressSanitizer), bounded to 60 s. Built with plain
+# swiftc from the reader's four files (no SwiftPM); seeds from Fuzz/make_seeds.py. A crash
+# fails the target and leaves its input in .build-fuzz/crash-*.
+SWIFTC ?= swiftc
+FUZZ_DIR = .build-fuzz
+fuzz-shard:
+	@mkdir -p $(FUZZ_DIR)/corpus
+	$(SWIFTC) -sanitize=fuzzer,address -parse-as-library -O -module-name ShardReaderFuzz -use-ld=lld \
+	  Fuzz/ShardReaderFuzz/main.swift Sources/VidxIndex/ShardFormat.swift Sources/VidxIndex/CRC32C.swift \
+	  Sources/VidxIndex/ShardError.swift Sources/VidxIndex/Shard+Read.swift -o $(FUZZ_DIR)/shard-fuzz
+	$(PYTHON) Fuzz/make_seeds.py $(FUZZ_DIR)/corpus
+	$(FUZZ_DIR)/shard-fuzz -max_total_time=60 -timeout=10 -rss_limit_mb=2048 -dict=Fuzz/shard.dict \
+	  -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus
 
 clean:
 	rm -rf .build demo-out bench-out

@@ -10,10 +10,15 @@ let package = Package(
         .executable(name: "vidx-decode", targets: ["vidx-decode"]),
         .executable(name: "vidx-encode", targets: ["vidx-encode"]),
         .executable(name: "vidx-bench", targets: ["vidx-bench"]),
+        .executable(name: "vidx-shard", targets: ["vidx-shard"]),
+        .executable(name: "vidx-verify", targets: ["vidx-verify"]),
+        .executable(name: "vidx-search", targets: ["vidx-search"]),
         .library(name: "VidxDecode", targets: ["VidxDecode"]),
         .library(name: "VidxCore", targets: ["VidxCore"]),
         .library(name: "VidxNumerics", targets: ["VidxNumerics"]),
         .library(name: "VidxHCQ", targets: ["VidxHCQ"]),
+        .library(name: "VidxIndex", targets: ["VidxIndex"]),
+        .library(name: "VidxSearch", targets: ["VidxSearch"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -46,6 +51,10 @@ let package = Package(
         .target(name: "VidxNumerics", dependencies: ["COpenBLAS"], path: "Sources/VidxNumerics"),
         // Stage 3 library: HCQ model bundles and the video encoder (embeddings, PQ codes).
         .target(name: "VidxHCQ", dependencies: ["VidxCore", "VidxNumerics"], path: "Sources/VidxHCQ"),
+        // Stage 4 library: the index shard format (Schemas/index-shard.md), generations, verification.
+        .target(name: "VidxIndex", dependencies: ["VidxCore"], path: "Sources/VidxIndex"),
+        // Query side: lookup tables, full and coarse-to-fine scans over a generation.
+        .target(name: "VidxSearch", dependencies: ["VidxIndex"], path: "Sources/VidxSearch"),
         // Stage 1 library: probe, sample frames and audio. The only module that imports FFmpeg.
         .target(name: "VidxDecode", dependencies: ["VidxCore", "CFFmpeg", "CFFmpegShim"],
                 path: "Sources/VidxDecode"),
@@ -67,10 +76,35 @@ let package = Package(
         // Measurements for the benchmark scripts (not a pipeline stage).
         .executableTarget(name: "vidx-bench", dependencies: ["VidxNumerics", "VidxCore"], path: "Sources/vidx-bench"),
 
+        .executableTarget(
+            name: "vidx-shard",
+            dependencies: ["VidxIndex", "VidxHCQ", "VidxCore",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/vidx-shard"
+        ),
+        .executableTarget(
+            name: "vidx-verify",
+            dependencies: ["VidxIndex", "VidxCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/vidx-verify"
+        ),
+        .executableTarget(
+            name: "vidx-search",
+            dependencies: ["VidxSearch", "VidxIndex", "VidxCore",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/vidx-search"
+        ),
+
         .testTarget(name: "VidxCoreTests", dependencies: ["VidxCore"], path: "Tests/VidxCoreTests"),
         .testTarget(name: "VidxNumericsTests", dependencies: ["VidxNumerics"], path: "Tests/VidxNumericsTests"),
-        .testTarget(name: "VidxHCQTests", dependencies: ["VidxHCQ", "VidxCore", "VidxNumerics", "vidx-encode"],
+        // Shared by the test targets: running the Python tools and the built executables.
+        .target(name: "VidxTestSupport", path: "Tests/VidxTestSupport"),
+        .testTarget(name: "VidxHCQTests", dependencies: ["VidxHCQ", "VidxCore", "VidxNumerics", "vidx-encode", "VidxTestSupport"],
                     path: "Tests/VidxHCQTests"),
+        .testTarget(name: "VidxIndexTests", dependencies: ["VidxIndex", "VidxCore"], path: "Tests/VidxIndexTests"),
+        .testTarget(name: "VidxSearchTests",
+                    dependencies: ["VidxSearch", "VidxIndex", "VidxHCQ", "VidxCore", "VidxTestSupport",
+                                   "vidx-shard", "vidx-verify", "vidx-search"],
+                    path: "Tests/VidxSearchTests"),
         .testTarget(name: "VidxDecodeTests", dependencies: ["VidxDecode", "VidxCore", "vidx-decode"],
                     path: "Tests/VidxDecodeTests"),
     ],

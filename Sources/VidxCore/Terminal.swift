@@ -82,3 +82,8 @@ public func makeJSONEncoder(pretty: Bool = false) -> JSONEncoder {
     encoder.nonConformingFloatEncodingStrategy = .throw
     return encoder
 }
+
+/// The version of the vidx tools, recorded in the files they write (index manifests).
+public enum VidxVersion {
+    public static let string = "0.4.0"
+}

@@ -32,6 +32,11 @@ public struct ModelBundle: Sendable {
     public let fingerprint: String
     let weights: HCQWeights
 
+    /// The product-quantization codebooks that search nodes score with: every codeword
+    /// L2-normalised (as the encoder quantizes), layout (levels, M, K, dsub) Float32,
+    /// row-major, level 0 the coarse level.
+    public var normalizedCodebooks: [Float] { weights.codebooks.flatMap { $0 } }
+
     public static let configName = "bundle.json"
     public static let weightsName = "weights.safetensors"
 

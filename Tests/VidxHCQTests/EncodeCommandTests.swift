@@ -1,33 +1,8 @@
 import Foundation
 import Testing
 import VidxCore
+import VidxTestSupport
 @testable import VidxHCQ
-
-/// Runs a built executable of the package.
-func runTool(_ name: String, _ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-    var candidates: [String] = []
-    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for _ in 0..<4 {
-        candidates.append(dir.appendingPathComponent(name).path)
-        dir.deleteLastPathComponent()
-    }
-    candidates.append(Python.root + "/.build/debug/" + name)
-    guard let path = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-        throw TestDataError(message: "cannot find \(name) in \(candidates)")
-    }
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = args
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    p.standardInput = FileHandle.nullDevice
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-}
 
 @Suite("vidx-encode end to end", .serialized)
 struct EncodeCommandTests {

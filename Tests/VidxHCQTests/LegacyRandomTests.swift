@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VidxTestSupport
 @testable import VidxHCQ
 
 @Suite("NumPy's legacy RandomState, bit-exact")

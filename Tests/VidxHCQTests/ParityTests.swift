@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VidxTestSupport
 import VidxCore
 import VidxNumerics
 @testable import VidxHCQ

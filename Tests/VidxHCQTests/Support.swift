@@ -1,42 +1,10 @@
 import Foundation
 import Testing
 import VidxCore
+import VidxTestSupport
 @testable import VidxHCQ
 
-/// Runs the project's Python tools (NumPy only) from the tests.
-enum Python {
-    static let root: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        while url.path != "/" {
-            url.deleteLastPathComponent()
-            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url.path }
-        }
-        return FileManager.default.currentDirectoryPath
-    }()
-
-    /// Runs python3 with `args` from the package root; throws with its stderr on failure.
-    @discardableResult
-    static func run(_ args: [String]) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3"] + args
-        p.currentDirectoryURL = URL(fileURLWithPath: root)
-        var env = ProcessInfo.processInfo.environment
-        env["PYTHONPATH"] = root + "/Pipelines/models:" + root + "/Tests/Reference"
-        p.environment = env
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else {
-            throw TestDataError(message: "python3 \(args.prefix(2).joined(separator: " ")) failed: \(String(decoding: e, as: UTF8.self))")
-        }
-        return String(decoding: o, as: UTF8.self)
-    }
-
+extension Python {
     /// Converts an .npz file's arrays into a safetensors file Swift can read.
     static func npzToSafetensors(_ npz: String, _ out: String) throws {
         try run(["-c", """
@@ -45,11 +13,6 @@ enum Python {
         safetensors_np.save(sys.argv[2], {k: np.ascontiguousarray(d[k]) for k in d.files}, {})
         """, npz, out])
     }
-}
-
-struct TestDataError: Error, CustomStringConvertible {
-    let message: String
-    var description: String { message }
 }
 
 /// Test data made once per test process by the project's Python tools.

@@ -1,0 +1,152 @@
+import Foundation
+import VidxCore
+
+/// One generation of an index, opened for reading: its manifest, its shards (memory-mapped
+/// and validated) and its codebooks, with every entry classified live or hidden.
+///
+/// Live entries follow Schemas/index-shard.md (Generations): for an id, the entry in the
+/// shard of highest sequence wins, unless a shard of higher sequence tombstones the id.
+public final class IndexGeneration: @unchecked Sendable {
+    /// The index directory (holding `CURRENT`).
+    public let indexDirectory: String
+    /// The generation's name (`g000001`) and directory.
+    public let name: String
+    public let directory: String
+    public let manifest: IndexManifest
+    /// The shards in manifest order: by sequence, then shard index.
+    public let shards: [Shard]
+    /// (levels, M, K, dsub) Float32, row-major, codewords L2-normalised.
+    public let codebooks: [Float]
+    /// Per shard, a bitmask of hidden rows (bit `r % 64` of word `r / 64`), nil when every
+    /// row of that shard is live.
+    public let hidden: [[UInt64]?]
+    public let counts: IndexManifest.Counts
+
+    public static let currentFileName = "CURRENT"
+
+    /// The name of the live generation: the first line of `INDEX/CURRENT`.
+    public static func currentName(indexDirectory: String) throws -> String {
+        let path = indexDirectory + "/" + currentFileName
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw IndexError(path: path, "cannot read: is \(indexDirectory) an index directory (made by vidx-shard)?")
+        }
+        let name = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard isGenerationName(name) else {
+            throw IndexError(path: path, "does not name a generation (expected g followed by 6 digits, found '\(name.prefix(40))')")
+        }
+        return name
+    }
+
+    static func isGenerationName(_ s: String) -> Bool {
+        s.count == 7 && s.first == "g" && s.dropFirst().allSatisfy { $0.isASCII && $0.isNumber }
+    }
+
+    /// Opens generation `generation` (default: the one `CURRENT` names).
+    /// - Parameter verifyChecksums: also check every section's and file's CRC-32C (reads
+    ///   every byte); the header and table checksums are always checked.
+    /// - Throws: `IndexError` or `ShardError` naming the file and the problem.
+    public init(indexDirectory: String, generation: String? = nil, verifyChecksums: Bool = false) throws {
+        self.indexDirectory = indexDirectory
+        let name = try generation ?? IndexGeneration.currentName(indexDirectory: indexDirectory)
+        self.name = name
+        directory = indexDirectory + "/" + name
+        manifest = try IndexManifest.read(generationDirectory: directory)
+        var shards: [Shard] = []
+        for record in manifest.shards {
+            let shard = try Shard(path: directory + "/" + record.file, verifyChecksums: verifyChecksums)
+            try IndexGeneration.check(shard, against: record, manifest: manifest, path: directory + "/" + record.file)
+            shards.append(shard)
+        }
+        self.shards = shards
+        codebooks = try Codebooks.read(path: directory + "/" + manifest.codebooks.file, manifest: manifest)
+        (hidden, counts) = IndexGeneration.resolve(shards, sequences: manifest.shards.map(\.sequence))
+    }
+
+    /// Checks that a shard's header agrees with its manifest record and the generation.
+    static func check(_ shard: Shard, against record: IndexManifest.ShardRecord, manifest: IndexManifest,
+                      path: String) throws {
+        let h = shard.header
+        var problems: [String] = []
+        if SHA256Digest.hexString(h.bundleFingerprint) != manifest.bundleFingerprint {
+            problems.append("bundle fingerprint \(SHA256Digest.hexString(h.bundleFingerprint)) differs from the manifest's \(manifest.bundleFingerprint)")
+        }
+        if Int(h.levels) != manifest.levels || Int(h.subspaces) != manifest.subspaces
+            || Int(h.codewords) != manifest.codewords || Int(h.dimension) != manifest.dimension {
+            problems.append("shape L \(h.levels) M \(h.subspaces) K \(h.codewords) D \(h.dimension) differs from the manifest's L \(manifest.levels) M \(manifest.subspaces) K \(manifest.codewords) D \(manifest.dimension)")
+        }
+        if Int(h.shardIndex) != record.shardIndex || Int(h.shardCount) != record.shardCount {
+            problems.append("shard \(h.shardIndex) of \(h.shardCount), the manifest says \(record.shardIndex) of \(record.shardCount)")
+        }
+        if shard.count != record.videos { problems.append("\(shard.count) videos, the manifest says \(record.videos)") }
+        if shard.tombstones.count != record.tombstones {
+            problems.append("\(shard.tombstones.count) tombstones, the manifest says \(record.tombstones)")
+        }
+        if !problems.isEmpty { throw IndexError(path: path, problems.joined(separator: "; ")) }
+    }
+
+    /// Classifies every row of `shards` (with their sequences) as live or hidden.
+    /// - Returns: per shard a hidden-row bitmask (nil when all live), and the counts.
+    public static func resolve(_ shards: [Shard], sequences: [Int]) -> (hidden: [[UInt64]?], counts: IndexManifest.Counts) {
+        precondition(shards.count == sequences.count)
+        var hidden = [[UInt64]?](repeating: nil, count: shards.count)
+        var newerEntries = Set<UInt64>(), newerTombstones = Set<UInt64>()
+        var entries = 0, superseded = 0, deleted = 0
+        let order = Set(sequences).sorted(by: >)
+        for (position, sequence) in order.enumerated() {
+            let members = shards.indices.filter { sequences[$0] == sequence }
+            for s in members {
+                let shard = shards[s]
+                entries += shard.count
+                if newerEntries.isEmpty && newerTombstones.isEmpty { continue }
+                var mask: [UInt64]? = nil
+                for (row, id) in shard.ids.enumerated() {
+                    let isSuperseded = newerEntries.contains(id)
+                    let isDeleted = !isSuperseded && newerTombstones.contains(id)
+                    guard isSuperseded || isDeleted else { continue }
+                    if isSuperseded { superseded += 1 } else { deleted += 1 }
+                    if mask == nil { mask = [UInt64](repeating: 0, count: (shard.count + 63) / 64) }
+                    mask![row >> 6] |= 1 << UInt64(row & 63)
+                }
+                hidden[s] = mask
+            }
+            if position + 1 < order.count {  // older sequences remain: remember this one's ids
+                for s in members {
+                    newerEntries.formUnion(shards[s].ids)
+                    newerTombstones.formUnion(shards[s].tombstones)
+                }
+            }
+        }
+        let counts = IndexManifest.Counts(entries: entries, live: entries - superseded - deleted,
+                                          superseded: superseded, deleted: deleted)
+        return (hidden, counts)
+    }
+
+    /// Whether row `row` of shard `shard` is live.
+    @inline(__always)
+    public func isLive(shard: Int, row: Int) -> Bool {
+        guard let mask = hidden[shard] else { return true }
+        return mask[row >> 6] & (1 << UInt64(row & 63)) == 0
+    }
+
+    /// The live entry of a video, by external id.
+    public func locate(externalID: String) -> (shard: Int, row: Int)? {
+        let id = VideoID.of(externalID)
+        for s in shards.indices.reversed() {  // newest sequence first
+            if let row = shards[s].index(of: id), isLive(shard: s, row: row),
+               shards[s].externalID(at: row) == externalID {
+                return (s, row)
+            }
+        }
+        return nil
+    }
+
+    /// Every live entry, in shard order then row order.
+    public func liveEntries() -> [(shard: Int, row: Int)] {
+        var out: [(shard: Int, row: Int)] = []
+        out.reserveCapacity(counts.live)
+        for s in shards.indices {
+            for r in 0..<shards[s].count where isLive(shard: s, row: r) { out.append((s, r)) }
+        }
+        return out
+    }
+}

@@ -1,0 +1,92 @@
+import Foundation
+
+/// A failure of the test machinery itself (a tool that cannot be found or run).
+public struct TestDataError: Error, CustomStringConvertible {
+    public let message: String
+    public init(message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Runs the project's Python tools (NumPy only) from the tests.
+public enum Python {
+    /// The package root (the directory holding Package.swift).
+    public static let root: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url.path }
+        }
+        return FileManager.default.currentDirectoryPath
+    }()
+
+    /// Runs python3 with `args` from the package root, with Pipelines/models,
+    /// Pipelines/tools and Tests/Reference importable; throws with its stderr on failure.
+    @discardableResult
+    public static func run(_ args: [String]) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3"] + args
+        p.currentDirectoryURL = URL(fileURLWithPath: root)
+        var env = ProcessInfo.processInfo.environment
+        env["PYTHONPATH"] = [root + "/Pipelines/models", root + "/Pipelines/tools", root + "/Tests/Reference"]
+            .joined(separator: ":")
+        p.environment = env
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw TestDataError(message: "python3 \(args.prefix(2).joined(separator: " ")) failed: \(String(decoding: e, as: UTF8.self))")
+        }
+        return String(decoding: o, as: UTF8.self)
+    }
+}
+
+/// Runs a built executable of the package (found next to the test bundle, or in
+/// .build/debug) with no standard input.
+public func runTool(_ name: String, _ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    var candidates: [String] = []
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<4 {
+        candidates.append(dir.appendingPathComponent(name).path)
+        dir.deleteLastPathComponent()
+    }
+    candidates.append(Python.root + "/.build/debug/" + name)
+    guard let path = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        throw TestDataError(message: "cannot find \(name) in \(candidates)")
+    }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    p.standardInput = FileHandle.nullDevice
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
+
+/// A fresh directory for one test process, removed when the process exits.
+public func makeTestDirectory(_ label: String) -> String {
+    let d = NSTemporaryDirectory() + "vidx-\(label)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+    TestDirectories.register(d)
+    return d
+}
+
+enum TestDirectories {
+    nonisolated(unsafe) static var all: [String] = []
+    static let lock = NSLock()
+    static func register(_ d: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        if all.isEmpty { atexit { for d in TestDirectories.all { try? FileManager.default.removeItem(atPath: d) } } }
+        all.append(d)
+    }
+}
