@@ -1,3 +1,5 @@
+import Dispatch
+
 /// Per-query lookup tables for asymmetric distance computation (HCQ.md, Scoring).
 ///
 /// Layout: (queries, levels, M, K) Float32, row-major: `values[((q * L + l) * M + m) * K + k]`
@@ -25,21 +27,29 @@ public struct LookupTables: Sendable {
         self.codewords = codewords
         let d = dimension / subspaces
         var values = [Float](repeating: 0, count: count * levels * subspaces * codewords)
-        var sub = [Float](repeating: 0, count: d)
-        for q in 0..<count {
-            for l in 0..<levels {
-                for m in 0..<subspaces {
-                    let base = (q * levels + l) * dimension + m * d
-                    var norm: Float = 0
-                    for j in 0..<d { sub[j] = queries[base + j]; norm += sub[j] * sub[j] }
-                    norm = norm.squareRoot()
-                    if norm > 0 { for j in 0..<d { sub[j] /= norm } }
-                    let book = (l * subspaces + m) * codewords * d
-                    let out = ((q * levels + l) * subspaces + m) * codewords
-                    for k in 0..<codewords {
-                        var dot: Float = 0
-                        for j in 0..<d { dot += sub[j] * codebooks[book + k * d + j] }
-                        values[out + k] = dot
+        // One (query, level) pair per task: each writes its own M x K slice.
+        values.withUnsafeMutableBufferPointer { vb in
+            nonisolated(unsafe) let out = vb.baseAddress!
+            queries.withUnsafeBufferPointer { qb in
+                codebooks.withUnsafeBufferPointer { cb in
+                    nonisolated(unsafe) let qp = qb.baseAddress!, cp = cb.baseAddress!
+                    DispatchQueue.concurrentPerform(iterations: count * levels) { item in
+                        let q = item / levels, l = item % levels
+                        var sub = [Float](repeating: 0, count: d)
+                        for m in 0..<subspaces {
+                            let base = (q * levels + l) * dimension + m * d
+                            var norm: Float = 0
+                            for j in 0..<d { sub[j] = qp[base + j]; norm += sub[j] * sub[j] }
+                            norm = norm.squareRoot()
+                            if norm > 0 { for j in 0..<d { sub[j] /= norm } }
+                            let book = (l * subspaces + m) * codewords * d
+                            let dst = ((q * levels + l) * subspaces + m) * codewords
+                            for k in 0..<codewords {
+                                var dot: Float = 0
+                                for j in 0..<d { dot += sub[j] * cp[book + k * d + j] }
+                                out[dst + k] = dot
+                            }
+                        }
                     }
                 }
             }

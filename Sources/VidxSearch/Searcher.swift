@@ -14,7 +14,9 @@ public struct Searcher: Sendable {
     public let generation: IndexGeneration
     public let threads: Int
     /// Rows per work item.
-    public static let chunkRows = 32_768
+    /// Rows per work item: large, because every item keeps its own top lists (with
+    /// coarse-to-fine, K candidates per query) that are merged at the end.
+    public static let chunkRows = 131_072
 
     public init(generation: IndexGeneration, threads: Int) {
         precondition(threads >= 1, "threads must be at least 1")
@@ -40,7 +42,18 @@ public struct Searcher: Sendable {
         precondition(k >= 1)
         if let rerank {
             let candidates = scan(tables, keep: max(rerank, k), coarseOnly: true)
-            return candidates.enumerated().map { q, hits in rescore(tables, query: q, hits: hits, k: k) }
+            // Re-rank each query's candidates, queries spread over the threads.
+            let out = UnsafeMutableBufferPointer<[SearchHit]>.allocate(capacity: max(candidates.count, 1))
+            out.initialize(repeating: [])
+            defer { out.deinitialize(); out.deallocate() }
+            nonisolated(unsafe) let slots = out
+            let count = candidates.count, workers = min(threads, count)
+            DispatchQueue.concurrentPerform(iterations: max(workers, 1)) { w in
+                for q in Swift.stride(from: w, to: count, by: max(workers, 1)) {
+                    slots[q] = rescore(tables, query: q, hits: candidates[q], k: k)
+                }
+            }
+            return Array(out.prefix(count))
         }
         return scan(tables, keep: k, coarseOnly: false)
     }
@@ -55,27 +68,62 @@ public struct Searcher: Sendable {
     /// scan is bound by load throughput, and this is where it beats a byte-at-a-time loop.
     @inline(__always)
     static func tableSum(_ t: UnsafePointer<Float>, _ c: UnsafePointer<UInt8>, count: Int, K: Int) -> Float {
+        K == 256 ? tableSum256(t, c, count: count) : tableSumAnyK(t, c, count: count, K: K)
+    }
+
+    /// ``tableSum(_:_:count:K:)`` for K = 256 (HCQ's): the table offsets are constants the
+    /// compiler folds into the addressing, so nothing spills out of registers.
+    @inline(__always)
+    static func tableSum256(_ t: UnsafePointer<Float>, _ c: UnsafePointer<UInt8>, count: Int) -> Float {
         var a0: Float = 0, a1: Float = 0, a2: Float = 0, a3: Float = 0
         var m = 0
         var tp = t
         let raw = UnsafeRawPointer(c)
-        while m + 8 <= count {
+        while m &+ 8 <= count {
             let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: m, as: UInt64.self))
             a0 += tp[Int(truncatingIfNeeded: w & 0xFF)]
-            a1 += tp[K + Int(truncatingIfNeeded: (w >> 8) & 0xFF)]
-            a2 += tp[2 * K + Int(truncatingIfNeeded: (w >> 16) & 0xFF)]
-            a3 += tp[3 * K + Int(truncatingIfNeeded: (w >> 24) & 0xFF)]
-            a0 += tp[4 * K + Int(truncatingIfNeeded: (w >> 32) & 0xFF)]
-            a1 += tp[5 * K + Int(truncatingIfNeeded: (w >> 40) & 0xFF)]
-            a2 += tp[6 * K + Int(truncatingIfNeeded: (w >> 48) & 0xFF)]
-            a3 += tp[7 * K + Int(truncatingIfNeeded: w >> 56)]
-            tp += 8 * K
-            m += 8
+            a1 += tp[256 &+ Int(truncatingIfNeeded: (w &>> 8) & 0xFF)]
+            a2 += tp[512 &+ Int(truncatingIfNeeded: (w &>> 16) & 0xFF)]
+            a3 += tp[768 &+ Int(truncatingIfNeeded: (w &>> 24) & 0xFF)]
+            a0 += tp[1024 &+ Int(truncatingIfNeeded: (w &>> 32) & 0xFF)]
+            a1 += tp[1280 &+ Int(truncatingIfNeeded: (w &>> 40) & 0xFF)]
+            a2 += tp[1536 &+ Int(truncatingIfNeeded: (w &>> 48) & 0xFF)]
+            a3 += tp[1792 &+ Int(truncatingIfNeeded: w &>> 56)]
+            tp += 2048
+            m &+= 8
+        }
+        while m < count {
+            a0 += tp[Int(c[m])]
+            tp += 256
+            m &+= 1
+        }
+        return (a0 + a1) + (a2 + a3)
+    }
+
+    /// ``tableSum(_:_:count:K:)`` for any K, in the same order.
+    @inline(__always)
+    static func tableSumAnyK(_ t: UnsafePointer<Float>, _ c: UnsafePointer<UInt8>, count: Int, K: Int) -> Float {
+        var a0: Float = 0, a1: Float = 0, a2: Float = 0, a3: Float = 0
+        var m = 0
+        var tp = t
+        let raw = UnsafeRawPointer(c)
+        while m &+ 8 <= count {
+            let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: m, as: UInt64.self))
+            a0 += tp[Int(truncatingIfNeeded: w & 0xFF)]
+            a1 += tp[K &+ Int(truncatingIfNeeded: (w &>> 8) & 0xFF)]
+            a2 += tp[2 &* K &+ Int(truncatingIfNeeded: (w &>> 16) & 0xFF)]
+            a3 += tp[3 &* K &+ Int(truncatingIfNeeded: (w &>> 24) & 0xFF)]
+            a0 += tp[4 &* K &+ Int(truncatingIfNeeded: (w &>> 32) & 0xFF)]
+            a1 += tp[5 &* K &+ Int(truncatingIfNeeded: (w &>> 40) & 0xFF)]
+            a2 += tp[6 &* K &+ Int(truncatingIfNeeded: (w &>> 48) & 0xFF)]
+            a3 += tp[7 &* K &+ Int(truncatingIfNeeded: w &>> 56)]
+            tp += 8 &* K
+            m &+= 8
         }
         while m < count {
             a0 += tp[Int(c[m])]
             tp += K
-            m += 1
+            m &+= 1
         }
         return (a0 + a1) + (a2 + a3)
     }
@@ -94,14 +142,18 @@ public struct Searcher: Sendable {
         }
     }
 
-    /// A video's full score (all levels), scaled. The one place scores are summed, used by
-    /// both the full scan and the re-ranking so that they agree to the bit.
+    /// A video's full score (all levels), scaled: level 0's sum, plus level 1's, ... in
+    /// level order, times 1 / (L M). The one definition of the sum order: the block scan
+    /// below adds level by level in the same order, so a full scan and a re-ranking agree
+    /// to the bit.
     @inline(__always)
     static func fullScore(_ t: UnsafePointer<Float>, coarse: UnsafePointer<UInt8>, fine: UnsafePointer<UInt8>,
                           M: Int, L: Int, K: Int, scale: Float) -> Float {
-        let c = tableSum(t, coarse, count: M, K: K)
-        let f = tableSum(t + M * K, fine, count: (L - 1) * M, K: K)
-        return (c + f) * scale
+        var s = tableSum(t, coarse, count: M, K: K)
+        for l in 1..<max(L, 1) {
+            s += tableSum(t + l * M * K, fine + (l - 1) * M, count: M, K: K)
+        }
+        return s * scale
     }
 
     func scan(_ tables: LookupTables, keep: Int, coarseOnly: Bool) -> [[SearchHit]] {
@@ -133,23 +185,35 @@ public struct Searcher: Sendable {
                 guard let coarse = v.coarse, let ids = v.ids else { return }
                 let fine = v.fine ?? coarse  // no fine bytes when L == 1; never read then
                 var tops = (0..<Q).map { _ in TopK(k: keep) }
-                let block = 1024
+                // Level-major over a block of rows: one level's table (M x K floats, 32 KB)
+                // stays in L1 while every row of the block reads it; the whole query's
+                // table (L x 32 KB) would not. Same additions, same order as fullScore.
+                let block = 256
+                let scores = UnsafeMutablePointer<Float>.allocate(capacity: block)
+                defer { scores.deallocate() }
                 var b0 = item.start
                 while b0 < item.end {
                     let b1 = min(item.end, b0 + block)
+                    let n = b1 - b0
                     for q in 0..<Q {
                         let t = tbase + q * stride
-                        var threshold = tops[q].threshold
-                        for r in b0..<b1 {
-                            let score: Float
-                            if coarseOnly {
-                                score = Searcher.tableSum(t, coarse + r * M, count: M, K: K)
-                            } else {
-                                score = Searcher.fullScore(t, coarse: coarse + r * M, fine: fine + r * (L - 1) * M,
-                                                  M: M, L: L, K: K, scale: scale)
+                        for j in 0..<n { scores[j] = Searcher.tableSum(t, coarse + (b0 + j) * M, count: M, K: K) }
+                        if !coarseOnly {
+                            for l in 1..<max(L, 1) {
+                                let tl = t + l * M * K
+                                var row = fine + (b0 * (L - 1) + l - 1) * M
+                                for j in 0..<n {
+                                    scores[j] += Searcher.tableSum(tl, row, count: M, K: K)
+                                    row += (L - 1) * M
+                                }
                             }
-                            if score >= threshold && generation.isLive(shard: item.shard, row: r) {
-                                tops[q].offer(SearchHit(score: score, id: ids[r], shard: item.shard, row: r))
+                            for j in 0..<n { scores[j] *= scale }
+                        }
+                        var threshold = tops[q].threshold
+                        for j in 0..<n where scores[j] >= threshold {
+                            let r = b0 + j
+                            if generation.isLive(shard: item.shard, row: r) {
+                                tops[q].offer(SearchHit(score: scores[j], id: ids[r], shard: item.shard, row: r))
                                 threshold = tops[q].threshold
                             }
                         }
