@@ -55,6 +55,8 @@ let package = Package(
         .target(name: "VidxIndex", dependencies: ["VidxCore"], path: "Sources/VidxIndex"),
         // Query side: lookup tables, full and coarse-to-fine scans over a generation.
         .target(name: "VidxSearch", dependencies: ["VidxIndex"], path: "Sources/VidxSearch"),
+        // Built-in experts: streaming audio (log-mel statistics) and motion (frame differences) features.
+        .target(name: "VidxExperts", dependencies: ["VidxNumerics", "VidxCore"], path: "Sources/VidxExperts"),
         // Stage 1 library: probe, sample frames and audio. The only module that imports FFmpeg.
         .target(name: "VidxDecode", dependencies: ["VidxCore", "CFFmpeg", "CFFmpegShim"],
                 path: "Sources/VidxDecode"),
@@ -105,6 +107,8 @@ let package = Package(
                     dependencies: ["VidxSearch", "VidxIndex", "VidxHCQ", "VidxCore", "VidxTestSupport",
                                    "vidx-shard", "vidx-verify", "vidx-search"],
                     path: "Tests/VidxSearchTests"),
+        .testTarget(name: "VidxExpertsTests", dependencies: ["VidxExperts", "VidxCore", "VidxTestSupport"],
+                    path: "Tests/VidxExpertsTests"),
         .testTarget(name: "VidxDecodeTests", dependencies: ["VidxDecode", "VidxCore", "vidx-decode"],
                     path: "Tests/VidxDecodeTests"),
     ],
