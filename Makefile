@@ -35,7 +35,7 @@ setup:
 build: setup
 	$(SWIFT) build -c $(CONFIG) $(BUILD_FLAGS)
 
-test: setup
+test: setup models
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	$(PYTHON) -m pytest -q Tests/Python
@@ -55,6 +55,7 @@ demo: build
 # The starter model bundle (seeded, untrained weights shaped for the built-in experts).
 models: setup
 	$(PYTHON) Pipelines/models/make_starter.py models/starter
+	$(PYTHON) Pipelines/models/convert_efficientnet.py --out models/efficientnet-lite0 --download-dir models/.downloads
 
 bench-decode: build
 	$(PYTHON) Pipelines/bench/bench_decode.py --vidx $(BIN)/vidx-decode --workdir bench-out
