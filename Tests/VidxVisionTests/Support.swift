@@ -1,0 +1,180 @@
+import Foundation
+import Testing
+import VidxCore
+import VidxNumerics
+import VidxTestSupport
+import VidxVision
+
+/// All vision tests, run one at a time: the determinism tests change OpenBLAS's
+/// process-wide thread count, which must not happen under another test's sgemm.
+@Suite(.serialized) struct VisionTests {}
+
+/// Networks, images and reference outputs made once per test process by the project's
+/// Python tools (Tests/Reference/make_cnn_test_net.py and cnn_reference.py).
+enum TestNets {
+    static let directory = makeTestDirectory("vision")
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var made: [String: Case] = [:]
+
+    /// A network, test images and the NumPy reference's outputs for them.
+    struct Case {
+        /// The weights file.
+        var weights: String
+        /// The images as frames, in order.
+        var frames: [RGBFrame]
+        /// (frames, features) and (frames, classes), from cnn_reference.py.
+        var features: [Float]
+        var logits: [Float]
+    }
+
+    /// "small" or "lite0": a seeded random network (make_cnn_test_net.py), its 7 test images
+    /// (gradients, checkerboard, noise, flat) and the reference outputs.
+    static func random(_ name: String) throws -> Case {
+        try once(name) {
+            let dir = directory + "/\(name)"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            var args = ["Tests/Reference/make_cnn_test_net.py", dir + "/weights.safetensors",
+                        "--seed", "3", "--images", dir + "/images.npy", "--count", "7"]
+            if name == "lite0" { args.append("--lite0") }
+            try Python.run(args)
+            return try reference(weights: dir + "/weights.safetensors", images: dir + "/images.npy", dir: dir)
+        }
+    }
+
+    /// The converted EfficientNet-Lite0 (models/efficientnet-lite0), if present, with 7
+    /// generated 224 x 224 images and the reference outputs; nil when the file is absent.
+    static func realLite0() throws -> Case? {
+        let weights = Python.root + "/models/efficientnet-lite0/weights.safetensors"
+        guard FileManager.default.fileExists(atPath: weights) else { return nil }
+        return try once("real-lite0") {
+            let dir = directory + "/real-lite0"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try Python.run(["-c", """
+            import sys, numpy as np, make_cnn_test_net as m
+            np.save(sys.argv[1], m.make_images(7, 224, 11))
+            """, dir + "/images.npy"])
+            return try reference(weights: weights, images: dir + "/images.npy", dir: dir)
+        }
+    }
+
+    private static func once(_ key: String, _ make: () throws -> Case) throws -> Case {
+        lock.lock()
+        defer { lock.unlock() }
+        if let c = made[key] { return c }
+        let c = try make()
+        made[key] = c
+        return c
+    }
+
+    /// Runs cnn_reference.py and reads its outputs and the images back through one
+    /// safetensors file (Swift reads neither .npz nor uint8 .npy).
+    private static func reference(weights: String, images: String, dir: String) throws -> Case {
+        try Python.run(["Tests/Reference/cnn_reference.py", weights, images, dir + "/reference.npz"])
+        try Python.run(["-c", """
+        import sys, numpy as np, safetensors_np
+        r = np.load(sys.argv[1]); im = np.load(sys.argv[2])
+        safetensors_np.save(sys.argv[3], {"features": r["features"], "logits": r["logits"],
+                                          "images": np.ascontiguousarray(im)}, {})
+        """, dir + "/reference.npz", images, dir + "/reference.safetensors"])
+        let file = try SafeTensorsFile(path: dir + "/reference.safetensors")
+        guard let shape = file.info("images")?.shape, shape.count == 4, shape[1] == shape[2], shape[3] == 3 else {
+            throw TestDataError(message: "reference images have an unexpected shape")
+        }
+        let (n, size) = (shape[0], shape[1])
+        let bytes = try file.uint8s("images")
+        let frames = (0..<n).map { i in
+            RGBFrame(width: size, height: size, pixels: Array(bytes[(i * size * size * 3)..<((i + 1) * size * size * 3)]))
+        }
+        return Case(weights: weights, frames: frames, features: try file.floats("features"), logits: try file.floats("logits"))
+    }
+}
+
+/// A weights file opened for editing: the defect generator's raw material.
+struct EditableNet {
+    var metadata: [String: String]
+    /// The `architecture` metadata, parsed; written back by `write(to:)`.
+    var architecture: [[String: Any]]
+    var tensors: [String: (shape: [Int], values: [Float])]
+    /// Tensors of other dtypes, written as given.
+    var raw: [String: (dtype: TensorDType, shape: [Int], bytes: [UInt8])] = [:]
+
+    init(path: String) throws {
+        let file = try SafeTensorsFile(path: path)
+        metadata = file.metadata
+        let parsed = try JSONSerialization.jsonObject(with: Data(metadata["architecture"]!.utf8))
+        architecture = parsed as! [[String: Any]]
+        tensors = [:]
+        for name in file.names {
+            tensors[name] = (file.info(name)!.shape, try file.floats(name))
+        }
+    }
+
+    func write(to path: String) throws {
+        var meta = metadata
+        let data = try JSONSerialization.data(withJSONObject: architecture, options: [.sortedKeys])
+        meta["architecture"] = String(decoding: data, as: UTF8.self)
+        var writer = SafeTensorsWriter(metadata: meta)
+        for (name, t) in tensors { writer.add(name, floats: t.values, shape: t.shape) }
+        for (name, t) in raw { writer.add(name, dtype: t.dtype, shape: t.shape, bytes: t.bytes) }
+        try writer.write(to: path)
+    }
+}
+
+/// Runs `body` with OpenBLAS set to `threads`, restoring the previous count afterwards.
+func withBLASThreads<T>(_ threads: Int, _ body: () throws -> T) rethrows -> T {
+    let previous = BLAS.threads
+    BLAS.setThreads(threads)
+    defer { BLAS.setThreads(previous) }
+    return try body()
+}
+
+/// The largest |got - want|; infinity if the counts differ or a value is NaN.
+func maxAbsDifference(_ got: [Float], _ want: [Float]) -> Float {
+    guard got.count == want.count else { return .infinity }
+    var worst: Float = 0
+    for (a, b) in zip(got, want) {
+        let d = abs(a - b)
+        if !(d <= worst) { worst = d.isNaN ? .infinity : d }
+    }
+    return worst
+}
+
+/// Expects the same count and the same bytes, reporting how many values differ.
+func expectBitIdentical(_ got: [Float], _ want: [Float], _ what: String,
+                        sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(got.count == want.count, "\(what): \(got.count) values, expected \(want.count)", sourceLocation: sourceLocation)
+    guard got.count == want.count else { return }
+    let differing = zip(got, want).filter { $0.0.bitPattern != $0.1.bitPattern }.count
+    #expect(differing == 0, "\(what): \(differing) of \(got.count) values differ", sourceLocation: sourceLocation)
+}
+
+/// SplitMix64 (Steele, Lea, Flood 2014): a tiny seeded generator for test tensors and frames.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1), 24 random bits.
+    mutating func uniform() -> Float {
+        Float(next() >> 40) / Float(1 << 23) - 1
+    }
+}
+
+/// `count` uniform values in [-scale, scale).
+func randomFloats(_ count: Int, seed: UInt64, scale: Float = 1) -> [Float] {
+    var g = SplitMix64(seed: seed)
+    return (0..<count).map { _ in g.uniform() * scale }
+}
+
+/// A frame of seeded noise.
+func noiseFrame(size: Int, seed: UInt64) -> RGBFrame {
+    var g = SplitMix64(seed: seed)
+    return RGBFrame(width: size, height: size, pixels: (0..<(size * size * 3)).map { _ in UInt8(truncatingIfNeeded: g.next() >> 56) })
+}
