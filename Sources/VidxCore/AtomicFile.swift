@@ -76,7 +76,8 @@ public enum AtomicFile {
         }
     }
 
-    private static func syncDirectory(_ dir: String) {
+    /// fsyncs a directory, so that renames and new entries in it survive a crash.
+    public static func syncDirectory(_ dir: String) {
         let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { return }
         _ = fsync(fd)

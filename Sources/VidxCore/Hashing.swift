@@ -68,6 +68,30 @@ public enum SHA256Digest {
     /// - Throws: `FileReadError`.
     public static func hex(fileAt path: String) throws -> String { hexString(try raw(fileAt: path)) }
 
+    /// The bytes spelled by a string of hex digits (either case), or nil when it has an odd
+    /// length or a character that is not a hex digit. The inverse of ``hexString(_:)``.
+    public static func bytes(fromHex hex: String) -> [UInt8]? {
+        @inline(__always) func value(_ c: UInt8) -> UInt8? {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): return c &- UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): return c &- UInt8(ascii: "a") &+ 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): return c &- UInt8(ascii: "A") &+ 10
+            default: return nil
+            }
+        }
+        let chars = Array(hex.utf8)
+        guard chars.count % 2 == 0 else { return nil }
+        var out = [UInt8]()
+        out.reserveCapacity(chars.count / 2)
+        var i = 0
+        while i < chars.count {
+            guard let hi = value(chars[i]), let lo = value(chars[i + 1]) else { return nil }
+            out.append(hi << 4 | lo)
+            i += 2
+        }
+        return out
+    }
+
     /// Lowercase hex of any bytes (a raw digest, say).
     public static func hexString(_ bytes: [UInt8]) -> String {
         let digits = Array("0123456789abcdef".utf8)

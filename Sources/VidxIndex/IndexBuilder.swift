@@ -195,7 +195,7 @@ public enum IndexBuilder {
         for e in entries { buckets[Int(e.entry.id % UInt64(count))].append(e) }
         var stones = [[UInt64]](repeating: [], count: count)
         for t in tombstones { stones[Int(t % UInt64(count))].append(t) }
-        guard let fingerprint = hexBytes(shape.bundleFingerprint), fingerprint.count == 32 else {
+        guard let fingerprint = SHA256Digest.bytes(fromHex: shape.bundleFingerprint), fingerprint.count == 32 else {
             throw IndexError(path: "", "bundle fingerprint '\(shape.bundleFingerprint)' is not 64 hex digits")
         }
         var planned: [PlannedShard] = []
@@ -218,26 +218,6 @@ public enum IndexBuilder {
 
     static func sortedInputs(_ inputs: [IndexManifest.Input]) -> [IndexManifest.Input] {
         inputs.sorted { ($0.sha256, $0.videos) < ($1.sha256, $1.videos) }
-    }
-
-    static func hexBytes(_ hex: String) -> [UInt8]? {
-        let chars = Array(hex.utf8)
-        guard chars.count % 2 == 0 else { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(chars.count / 2)
-        for i in stride(from: 0, to: chars.count, by: 2) {
-            guard let hi = hexValue(chars[i]), let lo = hexValue(chars[i + 1]) else { return nil }
-            out.append(hi << 4 | lo)
-        }
-        return out
-    }
-
-    private static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
-        default: return nil
-        }
     }
 
     // MARK: Publishing
@@ -283,12 +263,12 @@ public enum IndexBuilder {
                              bytes: (try? FileManager.default.attributesOfItem(atPath: codebooksPath)[.size] as? Int) ?? 0),
             shards: records, counts: counts, tool: tool, config: config)
         try AtomicFile.write(try manifest.encoded(), to: tmp + "/" + IndexManifest.fileName)
-        syncDirectory(tmp)
+        AtomicFile.syncDirectory(tmp)
         let final = index + "/" + name
         guard rename(tmp, final) == 0 else {
             throw IndexError(path: final, "cannot publish the generation: \(String(cString: strerror(errno)))")
         }
-        syncDirectory(index)
+        AtomicFile.syncDirectory(index)
         try AtomicFile.write(name + "\n", to: index + "/" + IndexGeneration.currentFileName)
         return manifest
     }
@@ -307,13 +287,6 @@ public enum IndexBuilder {
         do { try FileManager.default.copyItem(atPath: from, toPath: to) } catch {
             throw IndexError(path: from, "cannot link or copy into the new generation: \(error.localizedDescription)")
         }
-    }
-
-    static func syncDirectory(_ dir: String) {
-        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        _ = fsync(fd)
-        close(fd)
     }
 
     /// Runs `body` holding an exclusive lock on `INDEX/.lock`, after removing temporary

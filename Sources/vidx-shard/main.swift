@@ -102,7 +102,7 @@ struct ShardCommand: ParsableCommand {
                             let base = i * c.levels * D
                             embedding = (0..<D).map { Float16(e[base + $0]).bitPattern }
                         }
-                        entries.append(IndexEntry(externalID: video.id, contentHash: hexBytes(video.contentHash),
+                        entries.append(IndexEntry(externalID: video.id, contentHash: contentHashBytes(video.contentHash),
                                                   codes: Array(file.codes[(i * per)..<((i + 1) * per)]),
                                                   coarseEmbedding: embedding))
                     }
@@ -149,17 +149,12 @@ struct ShardCommand: ParsableCommand {
         }
         if !skipped.isEmpty { throw ExitCode(StageExit.someFailed) }
     }
+}
 
-    func hexBytes(_ hex: String) -> [UInt8] {
-        guard hex.count == 64 else { return [] }
-        var out: [UInt8] = []
-        var it = hex.utf8.makeIterator()
-        while let a = it.next(), let b = it.next() {
-            guard let hi = UInt8(String(UnicodeScalar(a)), radix: 16), let lo = UInt8(String(UnicodeScalar(b)), radix: 16) else { return [] }
-            out.append(hi << 4 | lo)
-        }
-        return out
-    }
+/// A codes file's hex content hash as raw bytes; empty (unknown) unless it is a full SHA-256.
+func contentHashBytes(_ hex: String) -> [UInt8] {
+    guard hex.utf8.count == 64, let bytes = SHA256Digest.bytes(fromHex: hex) else { return [] }
+    return bytes
 }
 
 do {

@@ -43,6 +43,17 @@ struct HashingTests {
         #expect(python.trimmingCharacters(in: .whitespacesAndNewlines) == expected)
     }
 
+    @Test("hex digits decode back to the bytes; odd lengths and non-digits are refused")
+    func hexRoundTrip() {
+        let bytes: [UInt8] = [0x00, 0x01, 0x7f, 0x80, 0xab, 0xff]
+        #expect(SHA256Digest.bytes(fromHex: SHA256Digest.hexString(bytes)) == bytes)
+        #expect(SHA256Digest.bytes(fromHex: "ABff") == [0xab, 0xff])
+        #expect(SHA256Digest.bytes(fromHex: "") == [])
+        #expect(SHA256Digest.bytes(fromHex: "abc") == nil)
+        #expect(SHA256Digest.bytes(fromHex: "0g") == nil)
+        #expect(SHA256Digest.bytes(fromHex: "é1") == nil)
+    }
+
     @Test("a file that cannot be read gives a FileReadError naming the path and the call")
     func unreadable() throws {
         let missing = dir + "/missing"
