@@ -59,7 +59,9 @@ let package = Package(
         // Stage 4 library: the index shard format (Schemas/index-shard.md), generations, verification.
         .target(name: "VidxIndex", dependencies: ["VidxCore"], path: "Sources/VidxIndex"),
         // Query side: lookup tables, full and coarse-to-fine scans over a generation.
-        .target(name: "VidxSearch", dependencies: ["VidxIndex"], path: "Sources/VidxSearch"),
+        .target(name: "VidxSearch", dependencies: ["VidxIndex", "CVidxScan"], path: "Sources/VidxSearch"),
+        // The scan's inner loop in C: 8 queries per 32-byte table read, AVX2 chosen at run time.
+        .target(name: "CVidxScan", path: "Sources/CVidxScan", cSettings: [.unsafeFlags(["-O3"])]),
         // Built-in experts: streaming audio (log-mel statistics) and motion (frame differences) features.
         .target(name: "VidxExperts", dependencies: ["VidxNumerics", "VidxCore"], path: "Sources/VidxExperts"),
         // Stage 2 library: one decode per video fanned out to every expert, a unit at a time.
@@ -127,7 +129,7 @@ let package = Package(
                     path: "Tests/VidxHCQTests"),
         .testTarget(name: "VidxIndexTests", dependencies: ["VidxIndex", "VidxCore"], path: "Tests/VidxIndexTests"),
         .testTarget(name: "VidxSearchTests",
-                    dependencies: ["VidxSearch", "VidxIndex", "VidxHCQ", "VidxCore", "VidxTestSupport",
+                    dependencies: ["VidxSearch", "CVidxScan", "VidxIndex", "VidxHCQ", "VidxCore", "VidxTestSupport",
                                    "vidx-shard", "vidx-verify", "vidx-search"],
                     path: "Tests/VidxSearchTests"),
         .testTarget(name: "VidxExpertsTests", dependencies: ["VidxExperts", "VidxCore", "VidxTestSupport"],

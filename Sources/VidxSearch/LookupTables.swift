@@ -27,11 +27,19 @@ public struct LookupTables: Sendable {
         self.codewords = codewords
         let d = dimension / subspaces
         var values = [Float](repeating: 0, count: count * levels * subspaces * codewords)
+        // The codebooks transposed to (L, M, D/M, K): the dot products below then run over k
+        // in the inner loop, which vectorises (each k still sums over j in order).
+        var columns = [Float](repeating: 0, count: codebooks.count)
+        for lm in 0..<(levels * subspaces) {
+            for k in 0..<codewords {
+                for j in 0..<d { columns[(lm * d + j) * codewords + k] = codebooks[(lm * codewords + k) * d + j] }
+            }
+        }
         // One (query, level) pair per task: each writes its own M x K slice.
         values.withUnsafeMutableBufferPointer { vb in
             nonisolated(unsafe) let out = vb.baseAddress!
             queries.withUnsafeBufferPointer { qb in
-                codebooks.withUnsafeBufferPointer { cb in
+                columns.withUnsafeBufferPointer { cb in
                     nonisolated(unsafe) let qp = qb.baseAddress!, cp = cb.baseAddress!
                     DispatchQueue.concurrentPerform(iterations: count * levels) { item in
                         let q = item / levels, l = item % levels
@@ -42,12 +50,12 @@ public struct LookupTables: Sendable {
                             for j in 0..<d { sub[j] = qp[base + j]; norm += sub[j] * sub[j] }
                             norm = norm.squareRoot()
                             if norm > 0 { for j in 0..<d { sub[j] /= norm } }
-                            let book = (l * subspaces + m) * codewords * d
-                            let dst = ((q * levels + l) * subspaces + m) * codewords
-                            for k in 0..<codewords {
-                                var dot: Float = 0
-                                for j in 0..<d { dot += sub[j] * cp[book + k * d + j] }
-                                out[dst + k] = dot
+                            let book = cp + (l * subspaces + m) * d * codewords
+                            let dst = out + ((q * levels + l) * subspaces + m) * codewords
+                            for k in 0..<codewords { dst[k] = 0 }
+                            for j in 0..<d {
+                                let x = sub[j], row = book + j * codewords
+                                for k in 0..<codewords { dst[k] += x * row[k] }
                             }
                         }
                     }
@@ -72,5 +80,46 @@ public struct LookupTables: Sendable {
             }
         }
         return out
+    }
+}
+
+/// Lookup tables regrouped for the scan kernel: queries in lane groups of 8, each group's
+/// tables interleaved so that entry (l, m, c) holds the 8 queries' values side by side
+/// (`vidx_scan_level8`, Sources/CVidxScan). A last group with fewer than 8 queries has
+/// zero tables in its unused lanes, which nothing reads back.
+final class LaneTables: @unchecked Sendable {
+    let queries: Int
+    let groups: Int
+    /// Floats per (group, level): M * K * 8.
+    let levelStride: Int
+    let levels: Int
+    private let storage: UnsafeMutablePointer<Float>
+
+    /// The lane-group tables of `tables`' queries in `range`.
+    init(_ tables: LookupTables, queries range: Range<Int>) {
+        queries = range.count
+        groups = (range.count + 7) / 8
+        levels = tables.levels
+        levelStride = tables.subspaces * tables.codewords * 8
+        let count = groups * levels * levelStride
+        storage = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
+            .bindMemory(to: Float.self, capacity: count)
+        storage.initialize(repeating: 0, count: count)
+        let perQuery = tables.stride, base = range.lowerBound
+        tables.values.withUnsafeBufferPointer { src in
+            for q in 0..<queries {
+                let from = src.baseAddress! + (base + q) * perQuery
+                let to = storage + (q / 8) * levels * levelStride + q % 8
+                for e in 0..<perQuery { to[e * 8] = from[e] }
+            }
+        }
+    }
+
+    deinit { storage.deallocate() }
+
+    /// Group `group`'s table for `level`: M * K * 8 floats.
+    @inline(__always)
+    func table(group: Int, level: Int) -> UnsafePointer<Float> {
+        UnsafePointer(storage + (group * levels + level) * levelStride)
     }
 }

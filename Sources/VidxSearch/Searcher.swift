@@ -1,3 +1,4 @@
+import CVidxScan
 import Dispatch
 import VidxIndex
 
@@ -6,14 +7,15 @@ import VidxIndex
 /// Full scan: 256 table reads per video (L * M), every live video. Coarse-to-fine
 /// (`rerank: K`, the EERCF scheme): read only the 32 coarse bytes of every video, keep the
 /// best K by the coarse level's partial score, then score those K with all levels and
-/// keep the best k. Shards are cut into row chunks scanned on `threads` threads; each
-/// chunk keeps its own top lists, merged at the end. Rankings use a total order (score,
+/// keep the best k. Queries are scanned eight at a time (lane groups: one 32-byte table
+/// read serves eight queries, see CVidxScan), up to 64 per pass over the codes. Shards are
+/// cut into row chunks scanned on `threads` threads; each chunk keeps its own top lists,
+/// merged at the end. Rankings use a total order (score,
 /// then id), and a video's score is always summed in the same order, so results do not
 /// depend on the thread count or the chunking.
 public struct Searcher: Sendable {
     public let generation: IndexGeneration
     public let threads: Int
-    /// Rows per work item.
     /// Rows per work item: large, because every item keeps its own top lists (with
     /// coarse-to-fine, K candidates per query) that are merged at the end.
     public static let chunkRows = 131_072
@@ -156,7 +158,33 @@ public struct Searcher: Sendable {
         return s * scale
     }
 
+    /// Queries scanned together in one pass over the codes. Their lane-group tables
+    /// (2 MB per 8 queries for HCQ's shapes) are built for the pass and dropped after it.
+    public static let queriesPerPass = 64
+    /// Rows per block. A level's lane-group table (M x K x 8 floats, 256 KB for HCQ) stays
+    /// in L2 while the block's rows read it, each entry about 8192 * 32 / 8192 = 32 times;
+    /// the codes stream past it. On the 1M-video benchmark (64 queries, 2 threads, AMD Zen 4,
+    /// 1 MB L2) full scans ran at about 36 queries/s with 2048 rows, 42 with 4096, 48 with
+    /// 8192 and 29 with 32768 (the block's scores, 32 bytes a row, then crowd L2 too).
+    public static let blockRows = 8192
+
     func scan(_ tables: LookupTables, keep: Int, coarseOnly: Bool) -> [[SearchHit]] {
+        var out: [[SearchHit]] = []
+        out.reserveCapacity(tables.queries)
+        var q0 = 0
+        while q0 < tables.queries {
+            let q1 = min(tables.queries, q0 + Searcher.queriesPerPass)
+            out += scanPass(LaneTables(tables, queries: q0..<q1), keep: keep, coarseOnly: coarseOnly)
+            q0 = q1
+        }
+        return out
+    }
+
+    /// One pass over every live row for the queries of `lanes`, level-major over blocks of
+    /// rows: for each block, each lane group, each level, the C kernel adds the level's
+    /// table sums for eight queries at once (`vidx_scan_level8`). The additions and their
+    /// order are fullScore's, lane by lane, so scores do not depend on the grouping.
+    func scanPass(_ lanes: LaneTables, keep: Int, coarseOnly: Bool) -> [[SearchHit]] {
         let m = generation.manifest
         let M = m.subspaces, L = m.levels, K = m.codewords
         let scale = self.scale
@@ -170,67 +198,64 @@ public struct Searcher: Sendable {
             }
         }
         let items = chunks
-        let Q = tables.queries
+        let Q = lanes.queries, groups = lanes.groups
+        let levels = coarseOnly ? 1 : max(L, 1)
         let results = UnsafeMutableBufferPointer<[TopK]>.allocate(capacity: max(items.count, 1))
         results.initialize(repeating: [])
         defer { results.deinitialize(); results.deallocate() }
         let generation = self.generation
-        tables.values.withUnsafeBufferPointer { tv in
-            nonisolated(unsafe) let tbase = tv.baseAddress!
-            nonisolated(unsafe) let out = results
-            let stride = tables.stride
-            let work = { (i: Int) in
-                let item = items[i]
-                let v = shards[item.shard]
-                guard let coarse = v.coarse, let ids = v.ids else { return }
-                let fine = v.fine ?? coarse  // no fine bytes when L == 1; never read then
-                var tops = (0..<Q).map { _ in TopK(k: keep) }
-                // Level-major over a block of rows: one level's table (M x K floats, 32 KB)
-                // stays in L1 while every row of the block reads it; the whole query's
-                // table (L x 32 KB) would not. Same additions, same order as fullScore.
-                let block = 256
-                let scores = UnsafeMutablePointer<Float>.allocate(capacity: block)
-                defer { scores.deallocate() }
-                var b0 = item.start
-                while b0 < item.end {
-                    let b1 = min(item.end, b0 + block)
-                    let n = b1 - b0
-                    for q in 0..<Q {
-                        let t = tbase + q * stride
-                        for j in 0..<n { scores[j] = Searcher.tableSum(t, coarse + (b0 + j) * M, count: M, K: K) }
-                        if !coarseOnly {
-                            for l in 1..<max(L, 1) {
-                                let tl = t + l * M * K
-                                var row = fine + (b0 * (L - 1) + l - 1) * M
-                                for j in 0..<n {
-                                    scores[j] += Searcher.tableSum(tl, row, count: M, K: K)
-                                    row += (L - 1) * M
-                                }
-                            }
-                            for j in 0..<n { scores[j] *= scale }
-                        }
-                        var threshold = tops[q].threshold
-                        for j in 0..<n where scores[j] >= threshold {
-                            let r = b0 + j
-                            if generation.isLive(shard: item.shard, row: r) {
-                                tops[q].offer(SearchHit(score: scores[j], id: ids[r], shard: item.shard, row: r))
-                                threshold = tops[q].threshold
+        nonisolated(unsafe) let out = results
+        let work = { (i: Int) in
+            let item = items[i]
+            let v = shards[item.shard]
+            guard let coarse = v.coarse, let ids = v.ids else { return }
+            let fine = v.fine ?? coarse  // no fine bytes when L == 1; never read then
+            var tops = (0..<Q).map { _ in TopK(k: keep) }
+            let block = Searcher.blockRows
+            let scores = UnsafeMutableRawPointer.allocate(byteCount: block * 32, alignment: 64)
+                .bindMemory(to: Float.self, capacity: block * 8)
+            let rows = UnsafeMutablePointer<UInt32>.allocate(capacity: block)
+            let masks = UnsafeMutablePointer<UInt8>.allocate(capacity: block)
+            defer { scores.deallocate(); rows.deallocate(); masks.deallocate() }
+            var threshold = [Float](repeating: .infinity, count: 8)
+            var b0 = item.start
+            while b0 < item.end {
+                let n = min(item.end, b0 + block) - b0
+                for g in 0..<groups {
+                    for l in 0..<levels {
+                        let codes = l == 0 ? coarse + b0 * M : fine + (b0 * (L - 1) + l - 1) * M
+                        vidx_scan_level8(lanes.table(group: g, level: l), codes, l == 0 ? M : (L - 1) * M, n,
+                                         UInt32(M), UInt32(K), scores, l == 0 ? 0 : 1)
+                    }
+                    // Rows where some lane reaches its query's bar at the block's start (bars
+                    // only rise, so this is a superset), then each lane against its current bar.
+                    let q0 = g * 8, width = min(8, Q - q0)
+                    for lane in 0..<width { threshold[lane] = tops[q0 + lane].threshold }
+                    let found = vidx_scan_select8(scores, n, scale, coarseOnly ? 0 : 1, threshold, rows, masks)
+                    for f in 0..<found {
+                        let j = Int(rows[f]), r = b0 + j
+                        guard generation.isLive(shard: item.shard, row: r) else { continue }
+                        let mask = Int(masks[f])
+                        for lane in 0..<width where mask & (1 << lane) != 0 {
+                            let score = scores[j * 8 + lane]
+                            if score >= tops[q0 + lane].threshold {
+                                tops[q0 + lane].offer(SearchHit(score: score, id: ids[r], shard: item.shard, row: r))
                             }
                         }
                     }
-                    b0 = b1
                 }
-                out[i] = tops
+                b0 += n
             }
-            let workers = min(threads, items.count), itemCount = items.count
-            if workers > 1 {
-                nonisolated(unsafe) let run = work  // each item writes only its own result slot
-                DispatchQueue.concurrentPerform(iterations: workers) { w in
-                    for i in Swift.stride(from: w, to: itemCount, by: workers) { run(i) }
-                }
-            } else {
-                for i in items.indices { work(i) }
+            out[i] = tops
+        }
+        let workers = min(threads, items.count), itemCount = items.count
+        if workers > 1 {
+            nonisolated(unsafe) let run = work  // each item writes only its own result slot
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                for i in Swift.stride(from: w, to: itemCount, by: workers) { run(i) }
             }
+        } else {
+            for i in items.indices { work(i) }
         }
         var merged = (0..<Q).map { _ in TopK(k: keep) }
         for i in items.indices {

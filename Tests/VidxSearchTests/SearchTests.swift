@@ -86,6 +86,22 @@ struct SearchTests {
         #expect(coarse[0].count == 50)
     }
 
+    @Test("a query's hits do not depend on the queries searched with it (lane groups of 8, passes of 64)")
+    func batchingInvariance() throws {
+        let (_, _, gen) = try setup()
+        let n = Searcher.queriesPerPass + 6  // two passes, the second a partial lane group
+        let queries = randomQueries(n, gen, seed: 7)
+        let searcher = Searcher(generation: gen, threads: 2)
+        let all = searcher.search(searcher.tables(for: queries, count: n), k: 7)
+        let allC2F = searcher.search(searcher.tables(for: queries, count: n), k: 7, rerank: 40)
+        let per = gen.manifest.levels * gen.manifest.dimension
+        for q in [0, 5, 8, 63, 64, n - 1] {
+            let alone = searcher.tables(for: Array(queries[(q * per)..<((q + 1) * per)]), count: 1)
+            #expect(searcher.search(alone, k: 7)[0] == all[q], "query \(q)")
+            #expect(searcher.search(alone, k: 7, rerank: 40)[0] == allC2F[q], "query \(q), coarse-to-fine")
+        }
+    }
+
     @Test("query by example finds the video itself first")
     func likeFindsItself() throws {
         let (_, index, _) = try setup()

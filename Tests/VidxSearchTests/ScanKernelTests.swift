@@ -1,0 +1,84 @@
+import CVidxScan
+import Testing
+@testable import VidxSearch
+
+/// The C scan kernel (8 queries a table read) against the scalar table sum that re-ranking
+/// uses: the same bits, lane by lane, on both instruction sets.
+@Suite("Scan kernel: lane sums equal the scalar sums to the bit", .serialized)
+struct ScanKernelTests {
+    struct Rng {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return state >> 17
+        }
+        mutating func float() -> Float { Float(Int64(next() % 20001) - 10000) / 7919 }
+    }
+
+    /// Runs the kernel over `rows` rows (stride `M + pad`, so rows are not packed) twice,
+    /// the second time accumulating, and checks every lane against Searcher.tableSum.
+    func check(M: Int, K: Int, rows: Int, seed: UInt64) {
+        var rng = Rng(state: seed)
+        let stride = M + 5
+        let codes = (0..<(rows * stride)).map { _ in UInt8(rng.next() % UInt64(K)) }
+        // Per-query tables (8 queries, M x K each), and the same values interleaved by lane.
+        let tables = (0..<(8 * M * K)).map { _ in rng.float() }
+        var lanes = [Float](repeating: 0, count: M * K * 8)
+        for q in 0..<8 { for e in 0..<(M * K) { lanes[e * 8 + q] = tables[q * M * K + e] } }
+        let start = (0..<(rows * 8)).map { _ in rng.float() }
+        for isa in ["avx2", "generic"] {
+            vidx_scan_force_generic(isa == "generic" ? 1 : 0)
+            defer { vidx_scan_force_generic(0) }
+            if String(cString: vidx_scan_isa()) != isa { continue }  // no AVX2 on this CPU
+            var stored = [Float](repeating: .nan, count: rows * 8)
+            var added = start
+            vidx_scan_level8(lanes, codes, stride, rows, UInt32(M), UInt32(K), &stored, 0)
+            vidx_scan_level8(lanes, codes, stride, rows, UInt32(M), UInt32(K), &added, 1)
+            var mismatches = 0
+            tables.withUnsafeBufferPointer { t in
+                codes.withUnsafeBufferPointer { c in
+                    for r in 0..<rows {
+                        for q in 0..<8 {
+                            let want = Searcher.tableSum(t.baseAddress! + q * M * K, c.baseAddress! + r * stride,
+                                                         count: M, K: K)
+                            if stored[r * 8 + q].bitPattern != want.bitPattern { mismatches += 1 }
+                            if added[r * 8 + q].bitPattern != (start[r * 8 + q] + want).bitPattern { mismatches += 1 }
+                        }
+                    }
+                }
+            }
+            #expect(mismatches == 0, "\(isa) kernel, M \(M) K \(K): \(mismatches) lane sums differ from the scalar sum")
+        }
+    }
+
+    @Test("HCQ's shape (M 32, K 256)") func hcqShape() { check(M: 32, K: 256, rows: 300, seed: 1) }
+    @Test("sub-spaces not a multiple of 8, small K") func oddShape() { check(M: 12, K: 5, rows: 97, seed: 2) }
+    @Test("fewer than 8 sub-spaces, one codeword") func tinyShape() {
+        check(M: 3, K: 1, rows: 10, seed: 3)
+        check(M: 19, K: 256, rows: 33, seed: 4)
+    }
+}
+
+@Suite("TopK: the best k under (score, then id), whatever the offer order")
+struct TopKTests {
+    @Test("equals a full sort's prefix; ties on score broken by id; merging chunks changes nothing")
+    func matchesSort() {
+        var rng = ScanKernelTests.Rng(state: 11)
+        for (n, k) in [(0, 3), (5, 10), (1000, 1), (5000, 7), (5000, 1000), (20000, 333)] {
+            // Few distinct scores, so many ties that only the ids can order.
+            let hits = (0..<n).map { i in
+                SearchHit(score: Float(rng.next() % 50) / 8, id: UInt64(rng.next() % 1_000_000) << 20 | UInt64(i),
+                          shard: 0, row: i)
+            }
+            let want = Array(hits.sorted { $0.ranksAbove($1) }.prefix(k))
+            var one = TopK(k: k)
+            for h in hits { one.offer(h) }
+            #expect(one.sorted() == want, "n \(n) k \(k)")
+            var parts = [TopK(k: k), TopK(k: k), TopK(k: k)]
+            for (i, h) in hits.reversed().enumerated() { parts[i % 3].offer(h) }
+            var merged = TopK(k: k)
+            for p in parts { merged.merge(p) }
+            #expect(merged.sorted() == want, "merged, n \(n) k \(k)")
+        }
+    }
+}
