@@ -1,7 +1,7 @@
 import Foundation
 import VidxCore
 
-/// One line of an import list: a video and, per expert, its feature matrix and time windows
+/// One line of an import list (Schemas/import-list.schema.json): a video and, per expert, its feature matrix and time windows
 /// computed elsewhere.
 ///
 /// `{"id": "v1", "experts": {"face": {"features": "v1-face.npy", "times": "v1-face-t.npy"}, ...}}`:
@@ -23,6 +23,52 @@ public struct ImportLine: Codable, Sendable {
 
 /// Turns feature files computed elsewhere into a features file for the encoder.
 public enum FeatureImport {
+    /// Reads an import list: JSON Lines of ``ImportLine``, blank lines skipped.
+    /// - Throws: `StageFileError` naming the list and the line that is not an import entry.
+    public static func readList(path: String) throws -> [ImportLine] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw StageFileError(path: path, message: "cannot read the import list")
+        }
+        var lines: [ImportLine] = []
+        for (n, raw) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let text = raw.trimmingCharacters(in: .whitespaces)
+            if text.isEmpty { continue }
+            do { lines.append(try JSONDecoder().decode(ImportLine.self, from: Data(text.utf8))) } catch {
+                throw StageFileError(path: path, message: "line \(n + 1): not an import entry: \(error)")
+            }
+        }
+        return lines
+    }
+
+    /// Adds imported experts to a video vidx-extract has decoded: for each of `wanted`
+    /// (name, width), the matrix `line` names. An expert the line does not name (or no line
+    /// for the video) stays missing, as the features format allows and HCQ's masks handle;
+    /// a file that cannot be used fails the video (`bad_features`), as in
+    /// vidx-import-features. A video that already failed is left as it is.
+    /// - Returns: the names of the wanted experts that stayed missing.
+    @discardableResult
+    public static func merge(into video: inout ExtractedVideo, line: ImportLine?, wanted: [(name: String, width: Int)],
+                             base: String) -> [String] {
+        guard video.record.status != "failed" else { return [] }
+        var missing: [String] = []
+        do {
+            for (name, width) in wanted {
+                guard let source = line?.experts[name] else { missing.append(name); continue }
+                let stored = try load(source, base: base, width: width)
+                video.experts[name] = stored
+                video.stats.rows[name] = stored.rows
+            }
+        } catch {
+            video.record.status = "failed"
+            video.record.error = .init(class: "bad_features", message: "\(error)")
+            video.stats.status = "failed"
+            video.stats.error = video.record.error
+            video.experts = [:]
+            return []
+        }
+        return missing
+    }
+
     /// Reads one expert's matrix and times; checks the width, the row counts and that every
     /// value is finite.
     /// - Throws: `StageFileError` naming the file and the problem.

@@ -17,6 +17,11 @@ struct ExtractCommand: ParsableCommand {
         frames and audio seconds decoded, seconds decoding and in each expert), both
         atomically. Frames are sampled at 4 fps, 224 x 224 (centre crop); the appearance
         expert takes one frame a second, motion all of them; audio at 16 kHz mono.
+        Experts the bundle names that vidx-extract cannot run (face, OCR, speech, ...) come
+        from --import LIST.jsonl, in vidx-import-features' format: each video's files are
+        merged into the same features file. A video the list does not name, or names without
+        one of those experts, has that expert missing (HCQ masks it); a file that cannot be
+        used fails the video.
         A video that fails is recorded with its error and the others go on.
         Exit status: 0 every video extracted; 3 some failed; 2 usage error; 1 the bundle,
         the CNN weights, the unit or the output could not be used.
@@ -30,6 +35,10 @@ struct ExtractCommand: ParsableCommand {
 
     @Option(name: .long, help: "Features file to write.")
     var out: String
+
+    @Option(name: .customLong("import"),
+            help: "Import list (JSON Lines, as vidx-import-features reads) for the experts vidx-extract cannot run.")
+    var importList: String?
 
     @Option(name: .long, help: "Videos processed at once.")
     var workers: Int = 1
@@ -58,6 +67,8 @@ struct ExtractCommand: ParsableCommand {
         let started = Date()
         let model: BundleConfig, fingerprint: String, videos: [UnitVideo], registry: ExpertRegistry
         var experts: [(name: String, extractorID: String)] = []
+        var imported: [(name: String, width: Int, extractorID: String)] = []
+        var importLines: [String: ImportLine] = [:]
         do {
             let b = try ModelBundle(directory: bundle)
             model = b.config
@@ -67,7 +78,11 @@ struct ExtractCommand: ParsableCommand {
             registry = try ExpertRegistry(cnnWeights: needsCNN ? cnn : nil, cnnBatch: batch)
             for spec in model.experts {
                 guard ExpertRegistry.builtinIDs.contains(spec.extractor), let probe = registry.make(extractorID: spec.extractor) else {
-                    problems.append("expert '\(spec.name)' was trained on '\(spec.extractor)', which vidx-extract cannot run (built in: \(ExpertRegistry.builtinIDs.joined(separator: ", "))); import such features with vidx-import-features")
+                    if importList != nil {
+                        imported.append((spec.name, spec.width, spec.extractor))
+                        continue
+                    }
+                    problems.append("expert '\(spec.name)' was trained on '\(spec.extractor)', which vidx-extract cannot run (built in: \(ExpertRegistry.builtinIDs.joined(separator: ", "))); import such features with --import LIST.jsonl (or vidx-import-features)")
                     continue
                 }
                 if probe.descriptor.width != spec.width {
@@ -77,6 +92,18 @@ struct ExtractCommand: ParsableCommand {
             }
             guard problems.isEmpty else { throw StageFileError(path: bundle, message: problems.joined(separator: "; ")) }
             videos = try UnitVideo.readUnit(path: unit)
+            if let importList {
+                let names = Set(imported.map(\.name))
+                for line in try FeatureImport.readList(path: importList) {
+                    if let other = line.experts.keys.sorted().first(where: { !names.contains($0) }) {
+                        let known = names.isEmpty ? "none: vidx-extract runs all of this bundle's experts" : names.sorted().joined(separator: ", ")
+                        throw StageFileError(path: importList, message: "video '\(line.id)' names expert '\(other)', which is not one of the bundle's imported experts (\(known))")
+                    }
+                    guard importLines.updateValue(line, forKey: line.id) == nil else {
+                        throw StageFileError(path: importList, message: "video '\(line.id)' is listed twice")
+                    }
+                }
+            }
         } catch {
             printError("vidx-extract: \(error)")
             throw ExitCode(StageExit.failure)
@@ -117,11 +144,23 @@ struct ExtractCommand: ParsableCommand {
         }
         progress.finish()
 
-        var writer = FeaturesWriter(bundleFingerprint: fingerprint,
-                                    extractors: Dictionary(uniqueKeysWithValues: experts.map { ($0.name, $0.extractorID) }))
+        let extractors = experts.map { ($0.name, $0.extractorID) } + imported.map { ($0.name, $0.extractorID) }
+        var writer = FeaturesWriter(bundleFingerprint: fingerprint, extractors: Dictionary(uniqueKeysWithValues: extractors))
         var stats: [VideoExtractStats] = []
+        let importBase = importList.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path } ?? ""
+        var missingImports = 0
         for i in videos.indices {
-            let r = results[i]!
+            var r = results[i]!
+            if !imported.isEmpty {
+                let wasFailed = r.record.status == "failed"
+                let missing = FeatureImport.merge(into: &r, line: importLines[videos[i].id],
+                                                  wanted: imported.map { ($0.name, $0.width) }, base: importBase)
+                missingImports += missing.count
+                if !wasFailed && r.record.status == "failed" {
+                    failed += 1
+                    printError("vidx-extract: \(videos[i].id): bad_features: \(r.record.error?.message ?? "")")
+                }
+            }
             writer.add(r.record, experts: r.experts)
             stats.append(r.stats)
         }
@@ -131,6 +170,9 @@ struct ExtractCommand: ParsableCommand {
         } catch {
             printError("vidx-extract: \(error)")
             throw ExitCode(StageExit.failure)
+        }
+        if missingImports > 0 {
+            printError("vidx-extract: note: \(missingImports) imported expert(s) missing across the unit's videos (not in \(importList ?? ""))")
         }
         let seconds = Date().timeIntervalSince(started)
         if json {

@@ -30,19 +30,10 @@ struct ImportCommand: ParsableCommand {
 
     func run() throws {
         let model: ModelBundle
-        var lines: [ImportLine] = []
+        let lines: [ImportLine]
         do {
             model = try ModelBundle(directory: bundle)
-            guard let data = FileManager.default.contents(atPath: list) else {
-                throw StageFileError(path: list, message: "cannot read the import list")
-            }
-            for (n, raw) in String(decoding: data, as: UTF8.self).split(separator: "\n").enumerated() {
-                let text = raw.trimmingCharacters(in: .whitespaces)
-                if text.isEmpty { continue }
-                do { lines.append(try JSONDecoder().decode(ImportLine.self, from: Data(text.utf8))) } catch {
-                    throw StageFileError(path: list, message: "line \(n + 1): not an import entry: \(error)")
-                }
-            }
+            lines = try FeatureImport.readList(path: list)
         } catch {
             printError("vidx-import-features: \(error)")
             throw ExitCode(StageExit.failure)

@@ -23,6 +23,18 @@ enum Models {
     }()
 }
 
+/// Checks every line of a JSON Lines file against a schema under Schemas/ (with Python's
+/// jsonschema): the files the tests feed the tools are the files the schemas describe.
+func validateLines(_ path: String, schema: String) throws {
+    try Python.run(["-c", """
+        import json, sys, jsonschema
+        schema = json.load(open("Schemas/" + sys.argv[2]))
+        for line in open(sys.argv[1]):
+            if line.strip():
+                jsonschema.validate(json.loads(line), schema)
+        """, path, schema])
+}
+
 /// Runs the ffmpeg tool; throws with its stderr on failure.
 func ffmpeg(_ args: [String]) throws {
     let p = Process()
@@ -57,6 +69,7 @@ struct ExtractCommandTests {
             {"id": "notes", "path": "notes.txt"}
             {"id": "still", "path": "still.mp4"}
             """.write(toFile: unit, atomically: true, encoding: .utf8)
+        try validateLines(unit, schema: "work-unit.schema.json")
         let features = dir + "/unit.features.safetensors"
         let r = try runTool("vidx-extract", ["--bundle", Models.starter, "--unit", unit, "--out", features,
                                              "--cnn", Models.cnn, "--workers", "2"])
@@ -108,9 +121,70 @@ struct ExtractCommandTests {
         try "{\"id\": \"a\", \"path\": \"a.mp4\"}\n".write(toFile: unit, atomically: true, encoding: .utf8)
         let r = try runTool("vidx-extract", ["--bundle", dir + "/bundle", "--unit", unit, "--out", dir + "/f.safetensors"])
         #expect(r.status == 1)
-        #expect(r.stderr.contains("imported:appearance") && r.stderr.contains("vidx-import-features"), "\(r.stderr)")
+        #expect(r.stderr.contains("imported:appearance") && r.stderr.contains("--import"), "\(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/f.safetensors"))
         #expect(try runTool("vidx-extract", ["--bundle", dir + "/bundle"]).status == 2)
+    }
+
+    @Test("a bundle mixing built-in and imported experts: --import merges them into the unit's one features file")
+    func mixedBundle() throws {
+        try #require(Models.ready, "make models could not build models/ (starter bundle, EfficientNet-Lite0)")
+        let dir = makeTestDirectory("extract-mixed")
+        // The starter's audio and motion experts plus an imported 8-wide "speech" expert.
+        try Python.run(["-c", """
+            import copy, sys, numpy as np, bundle_tools, make_starter
+            d = sys.argv[1]
+            config = copy.deepcopy(make_starter.STARTER_CONFIG)
+            config["name"] = "mixed"
+            config["layers"] = 1
+            config["experts"] = [e for e in config["experts"] if e["name"] != "appearance"]
+            config["experts"].append({"name": "speech", "width": 8, "type_id": 7, "timing": "windowed",
+                                      "extractor": "imported:speech/asr-embed@3"})
+            bundle_tools.write_bundle(d + "/bundle", config, bundle_tools.random_bundle(config, 1))
+            rng = np.random.default_rng(0)
+            np.save(d + "/clip-speech.npy", rng.standard_normal((3, 8)).astype(np.float32))
+            np.save(d + "/clip-speech-t.npy", np.array([[0, 2], [2, 4], [4, 6]], np.float32))
+            np.save(d + "/wide-speech.npy", rng.standard_normal((3, 9)).astype(np.float32))
+            """, dir])
+        try ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=4", "-f", "lavfi",
+                    "-i", "sine=frequency=500:duration=4", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+                    "-c:a", "aac", "-shortest", dir + "/clip.mp4"])
+        let unit = dir + "/unit.jsonl", list = dir + "/speech.jsonl", out = dir + "/unit.features.safetensors"
+        try """
+            {"id": "clip", "path": "clip.mp4"}
+            {"id": "unlisted", "path": "clip.mp4"}
+            {"id": "wide", "path": "clip.mp4"}
+            """.write(toFile: unit, atomically: true, encoding: .utf8)
+        try """
+            {"id": "clip", "experts": {"speech": {"features": "clip-speech.npy", "times": "clip-speech-t.npy"}}}
+            {"id": "wide", "experts": {"speech": {"features": "wide-speech.npy"}}}
+            {"id": "elsewhere", "experts": {"speech": {"features": "clip-speech.npy"}}}
+            """.write(toFile: list, atomically: true, encoding: .utf8)
+        try validateLines(unit, schema: "work-unit.schema.json")
+        try validateLines(list, schema: "import-list.schema.json")
+
+        // Without the list the bundle is refused, pointing at --import.
+        let refused = try runTool("vidx-extract", ["--bundle", dir + "/bundle", "--unit", unit, "--out", out])
+        #expect(refused.status == 1 && refused.stderr.contains("speech") && refused.stderr.contains("--import"), "\(refused.stderr)")
+
+        let r = try runTool("vidx-extract", ["--bundle", dir + "/bundle", "--unit", unit, "--out", out, "--import", list])
+        #expect(r.status == 3, "\(r.stderr)")
+        #expect(r.stderr.contains("wide") && r.stderr.contains("wide-speech.npy") && r.stderr.contains("9"), "\(r.stderr)")
+        let file = try FeaturesFile(path: out)
+        #expect(file.videos.map(\.status) == ["ok", "ok", "failed"])
+        #expect(file.videos[2].error?.class == "bad_features")
+        #expect(file.extractors["speech"] == "imported:speech/asr-embed@3" && file.extractors["audio"] != nil)
+        let clip = try file.experts(of: 0), unlisted = try file.experts(of: 1)
+        #expect(clip["speech"]?.rows == 3 && clip["speech"]?.times[3] == 4 && clip["audio"]?.width == 128)
+        #expect(unlisted["speech"] == nil && unlisted["motion"]?.width == 64)  // missing, not failed
+        let codes = dir + "/unit.codes.safetensors"
+        #expect(try runTool("vidx-encode", ["--bundle", dir + "/bundle", "--features", out, "--out", codes]).status == 3)
+
+        // A list naming an expert the bundle does not import is refused before any work.
+        try "{\"id\": \"clip\", \"experts\": {\"audio\": {\"features\": \"clip-speech.npy\"}}}\n"
+            .write(toFile: list, atomically: true, encoding: .utf8)
+        let wrong = try runTool("vidx-extract", ["--bundle", dir + "/bundle", "--unit", unit, "--out", dir + "/x.safetensors", "--import", list])
+        #expect(wrong.status == 1 && wrong.stderr.contains("'audio'") && wrong.stderr.contains("speech.jsonl"), "\(wrong.stderr)")
     }
 
     @Test("vidx-import-features: npy and safetensors per video, widths checked, a bad video fails alone")
@@ -135,6 +209,7 @@ struct ExtractCommandTests {
             {"id": "b", "experts": {"appearance": {"features": "b-app.npy"}}}
             {"id": "c", "experts": {"audio": {"features": "c-audio.npy"}}}
             """.write(toFile: list, atomically: true, encoding: .utf8)
+        try validateLines(list, schema: "import-list.schema.json")
         let out = dir + "/imported.features.safetensors"
         let r = try runTool("vidx-import-features", ["--bundle", dir + "/bundle", "--list", list, "--out", out])
         #expect(r.status == 3, "\(r.stderr)")
