@@ -14,7 +14,7 @@ APT_PACKAGES = libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libsw
                ffmpeg libopenblas-dev pkg-config time
 PIP_PACKAGES = numpy jsonschema pytest
 
-.PHONY: all setup build test demo models bench-decode bench-encode bench-search fuzz-shard clean
+.PHONY: all setup build test demo models bench-decode bench-encode bench-search bench-extract fuzz-shard clean
 
 all: build
 
@@ -81,6 +81,9 @@ bench-encode: build
 
 bench-search: build
 	$(PYTHON) Pipelines/bench/bench_search.py --bin $(BIN) --workdir bench-out/search
+
+bench-extract: build models
+	$(PYTHON) Pipelines/bench/bench_extract.py --bin $(BIN) --workdir bench-out/extract
 
 # Fuzz the shard reader (libFuzzer + AddressSanitizer), bounded to 60 s. Built with plain
 # swiftc from the reader's four files (no SwiftPM); seeds from Fuzz/make_seeds.py. A crash

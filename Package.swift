@@ -86,7 +86,8 @@ let package = Package(
         ),
 
         // Measurements for the benchmark scripts (not a pipeline stage).
-        .executableTarget(name: "vidx-bench", dependencies: ["VidxNumerics", "VidxCore"], path: "Sources/vidx-bench"),
+        .executableTarget(name: "vidx-bench", dependencies: ["VidxNumerics", "VidxVision", "VidxCore"],
+                          path: "Sources/vidx-bench"),
 
         .executableTarget(
             name: "vidx-shard",

@@ -8,12 +8,35 @@
 // with no copy; (2) im2col rows are runs of whole pixels; (3) the depthwise loop and the
 // epilogue vectorise over channels, which every EfficientNet layer has in multiples of 16.
 //
-// Determinism: the output bytes of a frame depend only on that frame, whatever the batch
-// and the thread count. The sgemm calls of one layer all have the same shape
-// (`tileRows(outputPixels:)` output pixels, the last tile zero-padded; see ``BLAS/rowTile``
-// for why the shape must not vary), and a row of the product depends only on its own
-// pixel; every loop outside sgemm computes each element with the same code in a fixed
-// order, whatever the split across threads (``Parallel``).
+// Determinism: the output bytes of a frame depend only on that frame, whatever the number
+// of workers (with OpenBLAS at 1 thread: see Threads) and, where OpenBLAS allows it (see
+// the end of this comment), whatever the batch. The sgemm calls of one layer all have the
+// same shape (`tileRows(outputPixels:)` output pixels, the last tile zero-padded; see
+// ``BLAS/rowTile`` for why the shape must not vary), and a row of the product depends only
+// on its own pixel; every loop outside sgemm computes each element with the same code in a
+// fixed order, whatever the split across threads (``Parallel``).
+//
+// Threads: the sgemm tiles of a layer are spread over ``Parallel/threads`` workers, each
+// running whole tiles (im2col, sgemm, epilogue) one after another, and so are the depthwise
+// rows. Run it with OpenBLAS at 1 thread (``BLAS/setThreads(_:)``), as the extract stage
+// does, for two reasons:
+// - speed: OpenBLAS's idle threads poll with sched_yield for about 0.1 s after every call
+//   (OPENBLAS_THREAD_TIMEOUT, read only when the library loads), taking the cores from the
+//   depthwise layers and epilogues between the calls. Measured on EfficientNet-Lite0, 2
+//   cores, batches of 16: about 82 frames/s against 68 with the tiles in turn and OpenBLAS
+//   threading each call (69 with OPENBLAS_THREAD_TIMEOUT=4). The cost: a layer with fewer
+//   tiles than workers leaves workers idle, so batches under 8 frames gain nothing, and a
+//   single frame (one tile per layer) runs at about 21 frames/s against 25-30;
+// - bytes: OpenBLAS 0.3.21's results can depend on its thread count (on AMD Zen every Lite0
+//   layer's shape gives other last bits with 1 and 2 threads), so with single-threaded
+//   calls the bytes do not depend on the number of workers.
+// With OpenBLAS threaded as well the workers still run, oversubscribed.
+//
+// Not batch-invariant everywhere: OpenBLAS's Zen kernels also give a row other last bits
+// at another position in a call of the same shape, so a frame that shares a tile (the 14x14
+// and 7x7 layers) gets bytes that depend on its place in the batch there. Frames at the
+// same places (vidx-extract's batches of --batch frames from the start of each video) give
+// the same bytes.
 
 /// The activation fused into a convolution's output, applied to conv + bias.
 public enum ConvActivation: String, Sendable, CaseIterable {
@@ -185,8 +208,9 @@ public struct Conv2D: Sendable {
         return frames * outputPixels
     }
 
-    /// The scratch floats ``apply(frames:height:width:input:output:residual:scratch:)``
-    /// needs for inputs of `height` x `width` (any number of frames); 0 if none.
+    /// The scratch floats one worker of
+    /// ``apply(frames:height:width:input:output:residual:scratch:threads:)`` needs for
+    /// inputs of `height` x `width` (any number of frames); 0 if none.
     public func scratchCount(height: Int, width: Int) -> Int {
         guard let kind = geometry.kind, kind != .depthwise,
               let (oh, ow) = geometry.outputSize(height: height, width: width) else { return 0 }
@@ -204,34 +228,41 @@ public struct Conv2D: Sendable {
     ///   - output: (frames, outHeight, outWidth, out) (see ``ConvGeometry/outputSize(height:width:)``);
     ///     write-only, must not overlap `input`.
     ///   - residual: nil, or a tensor of the output's shape added after the activation.
-    ///   - scratch: at least ``scratchCount(height:width:)`` floats (nil when that is 0).
+    ///   - scratch: at least `threads` x ``scratchCount(height:width:)`` floats (one slot per
+    ///     worker; nil when that is 0).
+    ///   - threads: the workers (see the file's comment on threads); nil: ``Parallel/threads``.
     /// - Precondition: the kernel fits the padded input.
     public func apply(frames: Int, height: Int, width: Int,
                       input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
-                      residual: UnsafePointer<Float>? = nil, scratch: UnsafeMutablePointer<Float>?) {
+                      residual: UnsafePointer<Float>? = nil, scratch: UnsafeMutablePointer<Float>?,
+                      threads: Int? = nil) {
         guard let (oh, ow) = geometry.outputSize(height: height, width: width) else {
             preconditionFailure("Conv2D \(geometry) does not fit a \(height) x \(width) input")
         }
         precondition(frames >= 0, "frame count must not be negative")
+        let workers = threads ?? Parallel.threads
+        precondition(workers >= 1, "Conv2D needs at least one thread")
         if frames == 0 { return }
         packedWeight.withUnsafeBufferPointer { w in
             bias.withUnsafeBufferPointer { b in
                 if geometry.kind == .depthwise {
                     depthwise(frames: frames, height: height, width: width, outHeight: oh, outWidth: ow,
-                              input: input, output: output, residual: residual, weight: w.baseAddress!, bias: b.baseAddress!)
+                              input: input, output: output, residual: residual, weight: w.baseAddress!, bias: b.baseAddress!,
+                              threads: workers)
                 } else {
                     precondition(scratchCount(height: height, width: width) == 0 || scratch != nil,
                                  "Conv2D \(geometry) needs scratch")
                     tiledProduct(frames: frames, height: height, width: width, outHeight: oh, outWidth: ow,
                                  input: input, output: output, residual: residual, scratch: scratch,
-                                 weight: w.baseAddress!, bias: b.baseAddress!)
+                                 weight: w.baseAddress!, bias: b.baseAddress!, threads: workers)
                 }
             }
         }
     }
 
-    /// The array form of ``apply(frames:height:width:input:output:residual:scratch:)``:
-    /// (frames, height, width, in) in, (frames, outHeight, outWidth, out) out, NHWC.
+    /// The array form of ``apply(frames:height:width:input:output:residual:scratch:threads:)``
+    /// on ``Parallel/threads`` workers: (frames, height, width, in) in, (frames, outHeight,
+    /// outWidth, out) out, NHWC.
     public func callAsFunction(_ input: [Float], frames: Int, height: Int, width: Int,
                                residual: [Float]? = nil) -> [Float] {
         precondition(input.count == frames * height * width * geometry.inChannels,
@@ -242,18 +273,20 @@ public struct Conv2D: Sendable {
         let count = frames * oh * ow * geometry.outChannels
         precondition(residual == nil || residual!.count == count, "Conv2D residual has the wrong size")
         if count == 0 { return [] }
-        var scratch = [Float](repeating: 0, count: max(scratchCount(height: height, width: width), 1))
+        let threads = Parallel.threads
+        var scratch = [Float](repeating: 0, count: max(scratchCount(height: height, width: width) * threads, 1))
         return [Float](unsafeUninitializedCapacity: count) { out, initialized in
             input.withUnsafeBufferPointer { x in
                 scratch.withUnsafeMutableBufferPointer { s in
                     if let residual {
                         residual.withUnsafeBufferPointer { r in
                             apply(frames: frames, height: height, width: width, input: x.baseAddress!,
-                                  output: out.baseAddress!, residual: r.baseAddress!, scratch: s.baseAddress!)
+                                  output: out.baseAddress!, residual: r.baseAddress!, scratch: s.baseAddress!,
+                                  threads: threads)
                         }
                     } else {
                         apply(frames: frames, height: height, width: width, input: x.baseAddress!,
-                              output: out.baseAddress!, residual: nil, scratch: s.baseAddress!)
+                              output: out.baseAddress!, residual: nil, scratch: s.baseAddress!, threads: threads)
                     }
                 }
             }
@@ -265,82 +298,84 @@ public struct Conv2D: Sendable {
 
     /// One sgemm per tile of ``tileRows(outputPixels:)`` output pixels (im2col rows, or the
     /// input's own rows for a pointwise convolution) against the packed weight, then the
-    /// bias, activation and residual on that tile while it is still in cache.
+    /// bias, activation and residual on that tile while it is still in cache. The tiles are
+    /// spread over `threads` workers, each with its own slot of `scratch`.
     private func tiledProduct(frames: Int, height: Int, width: Int, outHeight: Int, outWidth: Int,
                               input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                               residual: UnsafePointer<Float>?, scratch: UnsafeMutablePointer<Float>?,
-                              weight: UnsafePointer<Float>, bias: UnsafePointer<Float>) {
+                              weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, threads: Int) {
         let g = geometry
         let pixels = outHeight * outWidth, cout = g.outChannels, total = frames * pixels
         let k = g.inChannels * g.kernelHeight * g.kernelWidth
         let tile = tileRows(outputPixels: pixels)
         let im2col = g.kind == .dense
-        let aScratch = scratch
-        let cScratch = scratch.map { $0 + ((im2col || tile > pixels) ? tile * k : 0) }  // see scratchCount
+        let slot = scratchCount(height: height, width: width)
+        let aOffset = (im2col || tile > pixels) ? tile * k : 0  // see scratchCount
         let relu6 = activation == .relu6
-        var first = 0
-        while first < total {
-            let rows = min(tile, total - first)
-            let full = rows == tile
-            let a: UnsafePointer<Float>
-            if im2col {
-                fillIm2col(rows: first..<(first + rows), height: height, width: width,
-                           outHeight: outHeight, outWidth: outWidth, input: input, into: aScratch!)
-                if !full { (aScratch! + rows * k).initialize(repeating: 0, count: (tile - rows) * k) }
-                a = UnsafePointer(aScratch!)
-            } else if full {
-                a = input + first * k
-            } else {  // a padded last tile: the call keeps the shape of all the others
-                aScratch!.update(from: input + first * k, count: rows * k)
-                (aScratch! + rows * k).initialize(repeating: 0, count: (tile - rows) * k)
-                a = UnsafePointer(aScratch!)
-            }
-            let destination = output + first * cout
-            let c = full ? destination : cScratch!
-            BLAS.gemm(m: tile, n: cout, k: k, a: a, lda: k, b: weight, ldb: k, transposeB: true, c: c, ldc: cout)
-            let res = residual.map { $0 + first * cout }
-            Parallel.forEachRange(rows, grain: max(1, 16384 / cout)) { range in
-                for r in range {
+        let tiles = (total + tile - 1) / tile
+        Parallel.forEachTask(tiles, threads: threads) { task, range in
+            let aScratch = scratch.map { $0 + task * slot }
+            let cScratch = aScratch.map { $0 + aOffset }
+            for t in range {
+                let first = t * tile
+                let rows = min(tile, total - first)
+                let full = rows == tile
+                let a: UnsafePointer<Float>
+                if im2col {
+                    fillIm2col(rows: first..<(first + rows), height: height, width: width,
+                               outHeight: outHeight, outWidth: outWidth, input: input, into: aScratch!)
+                    if !full { (aScratch! + rows * k).initialize(repeating: 0, count: (tile - rows) * k) }
+                    a = UnsafePointer(aScratch!)
+                } else if full {
+                    a = input + first * k
+                } else {  // a padded last tile: the call keeps the shape of all the others
+                    aScratch!.update(from: input + first * k, count: rows * k)
+                    (aScratch! + rows * k).initialize(repeating: 0, count: (tile - rows) * k)
+                    a = UnsafePointer(aScratch!)
+                }
+                let destination = output + first * cout
+                let c = full ? destination : cScratch!
+                BLAS.gemm(m: tile, n: cout, k: k, a: a, lda: k, b: weight, ldb: k, transposeB: true, c: c, ldc: cout)
+                let res = residual.map { $0 + first * cout }
+                for r in 0..<rows {
                     finishRow(c + r * cout, into: destination + r * cout, bias: bias, count: cout,
                               relu6: relu6, residual: res.map { $0 + r * cout })
                 }
             }
-            first += rows
         }
     }
 
     /// Writes the im2col rows `rows` (output pixels counted across frames, relative to the
-    /// range's start) into `out`: row (frame, oy, ox) holds, for each tap (ky, kx) in order,
-    /// the input pixel's `in` channels, or zeros where the tap falls in the padding.
+    /// range's start) into `out`, on the calling thread: row (frame, oy, ox) holds, for each
+    /// tap (ky, kx) in order, the input pixel's `in` channels, or zeros where the tap falls
+    /// in the padding.
     private func fillIm2col(rows: Range<Int>, height: Int, width: Int, outHeight: Int, outWidth: Int,
                             input: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
         let g = geometry
         let cin = g.inChannels, kh = g.kernelHeight, kw = g.kernelWidth
         let k = cin * kh * kw, pixels = outHeight * outWidth
         let first = rows.lowerBound
-        Parallel.forEachRange(rows.count, grain: max(1, 8192 / k)) { items in
-            for item in items {
-                let r = first + item
-                let frame = r / pixels, oy = r % pixels / outWidth, ox = r % outWidth
-                let plane = input + frame * height * width * cin
-                let row = out + item * k
-                let ix0 = ox * g.strideX - g.padLeft
-                let kxLow = max(0, -ix0), kxHigh = min(kw, width - ix0)
-                for ky in 0..<kh {
-                    let iy = oy * g.strideY - g.padTop + ky
-                    let dst = row + ky * kw * cin
-                    if iy < 0 || iy >= height || kxLow >= kxHigh {
-                        dst.initialize(repeating: 0, count: kw * cin)
-                        continue
-                    }
-                    if kxLow > 0 { dst.initialize(repeating: 0, count: kxLow * cin) }
-                    // Taps kxLow..<kxHigh are one contiguous run of pixels in NHWC.
-                    let src = plane + (iy * width + ix0 + kxLow) * cin
-                    let run = (kxHigh - kxLow) * cin
-                    let d = dst + kxLow * cin
-                    for i in 0..<run { d[i] = src[i] }
-                    if kxHigh < kw { (dst + kxHigh * cin).initialize(repeating: 0, count: (kw - kxHigh) * cin) }
+        for item in 0..<rows.count {
+            let r = first + item
+            let frame = r / pixels, oy = r % pixels / outWidth, ox = r % outWidth
+            let plane = input + frame * height * width * cin
+            let row = out + item * k
+            let ix0 = ox * g.strideX - g.padLeft
+            let kxLow = max(0, -ix0), kxHigh = min(kw, width - ix0)
+            for ky in 0..<kh {
+                let iy = oy * g.strideY - g.padTop + ky
+                let dst = row + ky * kw * cin
+                if iy < 0 || iy >= height || kxLow >= kxHigh {
+                    dst.initialize(repeating: 0, count: kw * cin)
+                    continue
                 }
+                if kxLow > 0 { dst.initialize(repeating: 0, count: kxLow * cin) }
+                // Taps kxLow..<kxHigh are one contiguous run of pixels in NHWC.
+                let src = plane + (iy * width + ix0 + kxLow) * cin
+                let run = (kxHigh - kxLow) * cin
+                let d = dst + kxLow * cin
+                for i in 0..<run { d[i] = src[i] }
+                if kxHigh < kw { (dst + kxHigh * cin).initialize(repeating: 0, count: (kw - kxHigh) * cin) }
             }
         }
     }
@@ -360,7 +395,8 @@ public struct Conv2D: Sendable {
     /// slower on the 56x56 layers than whole-line loads).
     private func depthwise(frames: Int, height: Int, width: Int, outHeight: Int, outWidth: Int,
                            input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
-                           residual: UnsafePointer<Float>?, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>) {
+                           residual: UnsafePointer<Float>?, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+                           threads: Int) {
         let g = geometry
         let c = g.outChannels, kw = g.kernelWidth, sx = g.strideX
         // Interior columns: ox * sx - left >= 0 and ox * sx - left + kw <= width.
@@ -368,7 +404,7 @@ public struct Conv2D: Sendable {
         let lastInterior = width - kw + g.padLeft >= 0 ? (width - kw + g.padLeft) / sx : -1
         let interiorEnd = c % Lanes.scalarCount == 0 ? max(interiorStart, min(outWidth, lastInterior + 1)) : interiorStart
         let grain = max(1, 8192 / max(1, outWidth * c))
-        Parallel.forEachRange(frames * outHeight, grain: grain) { items in
+        Parallel.forEachRange(frames * outHeight, grain: grain, threads: threads) { items in
             for item in items {
                 let frame = item / outHeight, oy = item % outHeight
                 let plane = input + frame * height * width * c
@@ -515,11 +551,12 @@ private func relu6(_ v: Lanes) -> Lanes {
 /// - Parameters:
 ///   - input: (frames, pixels, channels), Float32, row-major (pixels = height x width).
 ///   - output: (frames, channels).
+///   - threads: the most threads to use; nil: ``Parallel/threads``.
 public func globalAveragePool(frames: Int, pixels: Int, channels: Int,
-                              input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
+                              input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, threads: Int? = nil) {
     precondition(frames >= 0 && pixels >= 1 && channels >= 0, "globalAveragePool needs at least one pixel")
     let divisor = Float(pixels)
-    Parallel.forEachRange(frames, grain: max(1, 65536 / max(1, pixels * channels))) { range in
+    Parallel.forEachRange(frames, grain: max(1, 65536 / max(1, pixels * channels)), threads: threads) { range in
         for n in range {
             let out = output + n * channels
             out.initialize(repeating: 0, count: channels)

@@ -1,30 +1,77 @@
 import Dispatch
+import Foundation
 
 /// Data-parallel loops for the work between BLAS calls (activations, normalisation,
-/// attention heads), on as many threads as OpenBLAS is set to use (``BLAS/setThreads(_:)``).
+/// attention heads), and for the convolutions' sgemm tiles.
 ///
 /// Every item is computed by exactly one worker with the same code whatever the split, so
 /// results are byte-identical for any thread count; only the wall time changes. Without
 /// this, those loops run on one core while OpenBLAS's threads spin idle (measured: about a
 /// third of the encoder's wall time on 2 cores).
+///
+/// How many threads: ``threads``, which follows OpenBLAS's thread count
+/// (``BLAS/setThreads(_:)``) unless set apart with ``setThreads(_:)``. The encoder keeps
+/// them equal; the CNN sets OpenBLAS to 1 thread and ``threads`` to the cores it may use,
+/// and runs whole single-threaded sgemm calls on its own workers (see ``Conv2D``).
 public enum Parallel {
+    /// The thread count of the loops: the value given to ``setThreads(_:)``, or, when none
+    /// was (or after `setThreads(nil)`), ``BLAS/threads``.
+    public static var threads: Int {
+        let n = setting.value
+        return n > 0 ? n : BLAS.threads
+    }
+
+    /// Sets the loops' thread count, process-wide, apart from OpenBLAS's; nil: follow
+    /// ``BLAS/threads`` again (the default).
+    /// - Precondition: `n` is nil or at least 1.
+    public static func setThreads(_ n: Int?) {
+        precondition(n.map { $0 >= 1 } ?? true, "Parallel thread count must be at least 1")
+        setting.value = n ?? 0
+    }
+
     /// Calls `body` on contiguous, disjoint sub-ranges that together cover `0..<count`, on up
-    /// to ``BLAS/threads`` threads at once, and returns when all have finished.
-    /// - Parameter grain: the fewest items worth a task of their own; smaller loops run
-    ///   inline on the calling thread.
-    public static func forEachRange(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
-        precondition(count >= 0 && grain >= 1, "Parallel.forEachRange needs count >= 0 and grain >= 1")
-        let tasks = min(BLAS.threads, count / grain)
+    /// to `threads` threads at once, and returns when all have finished.
+    /// - Parameters:
+    ///   - grain: the fewest items worth a task of their own; smaller loops run inline on
+    ///     the calling thread.
+    ///   - threads: the most threads to use; nil: ``threads``.
+    public static func forEachRange(_ count: Int, grain: Int = 1, threads: Int? = nil, _ body: (Range<Int>) -> Void) {
+        forEachTask(count, grain: grain, threads: threads) { _, range in body(range) }
+    }
+
+    /// ``forEachRange(_:grain:threads:_:)`` that also tells `body` which task it runs:
+    /// task `t` of `tasks` (at most `threads`, numbered from 0) covers
+    /// `(count * t / tasks) ..< (count * (t + 1) / tasks)`, and no two calls with the same
+    /// task number run at once; for per-task scratch.
+    public static func forEachTask(_ count: Int, grain: Int = 1, threads: Int? = nil,
+                                   _ body: (_ task: Int, _ range: Range<Int>) -> Void) {
+        precondition(count >= 0 && grain >= 1, "Parallel.forEachTask needs count >= 0 and grain >= 1")
+        let limit = threads ?? Self.threads
+        precondition(limit >= 1, "Parallel needs at least one thread")
+        let tasks = min(limit, count / grain)
         if tasks <= 1 {
-            if count > 0 { body(0..<count) }
+            if count > 0 { body(0, 0..<count) }
             return
         }
         withoutActuallyEscaping(body) { body in
             // The ranges are disjoint, so the body's writes never overlap between tasks.
             nonisolated(unsafe) let run = body
             DispatchQueue.concurrentPerform(iterations: tasks) { t in
-                run((count * t / tasks)..<(count * (t + 1) / tasks))
+                run(t, (count * t / tasks)..<(count * (t + 1) / tasks))
             }
+        }
+    }
+
+    /// The value given to ``setThreads(_:)`` (0: none), behind a lock: read on every loop,
+    /// set from any thread.
+    private static let setting = LockedCount()
+
+    private final class LockedCount: @unchecked Sendable {
+        private let lock = NSLock()
+        private var stored = 0
+        var value: Int {
+            get { lock.lock(); defer { lock.unlock() }; return stored }
+            set { lock.lock(); stored = newValue; lock.unlock() }
         }
     }
 }

@@ -9,11 +9,19 @@ import VidxNumerics
 ///
 /// Frames go through the network `framesPerPass` at a time, every layer over all of them
 /// before the next, in NHWC layout (see VidxNumerics' Convolution.swift): a 1x1 convolution
-/// is one sgemm over the pass; depthwise convolutions, im2col and the epilogues run on
-/// ``Parallel`` (as many threads as ``BLAS/threads``).
+/// is a few sgemm calls of whole frames (tiles) over the pass.
 ///
-/// Deterministic: a frame's features and logits are the same bytes whatever the other
-/// frames in the call, the pass size and the thread count.
+/// Threads: a call runs on ``Parallel/threads`` workers: the tiles of each layer, the
+/// depthwise rows and the frames are spread over them, and every sgemm call runs whole on
+/// the worker that makes it. Run it with OpenBLAS at 1 thread and ``Parallel`` at the cores
+/// it may use (`BLAS.setThreads(1)`, `Parallel.setThreads(n)`, as vidx-extract does):
+/// OpenBLAS's own threads would only spin between the calls, taking cycles from the
+/// workers, and its results can depend on its thread count (see Convolution.swift).
+///
+/// Deterministic, with OpenBLAS at 1 thread: the same bytes whatever the number of
+/// workers; and a frame's features and logits are the same bytes whatever the other frames
+/// in the call and the pass size wherever OpenBLAS gives a row the same bytes at any
+/// position in a call (not on AMD Zen, where that holds only for the same batches).
 ///
 /// Immutable after `init` but for a pool of reusable workspaces behind a lock, hence
 /// `Sendable`; concurrent calls are safe (each takes its own workspace).
@@ -77,10 +85,11 @@ public final class ConvNet: @unchecked Sendable {
     /// The number of convolution layers.
     public var convolutionCount: Int { plan.steps.count }
 
-    /// The memory one call holds while it runs (activation buffers for ``framesPerPass``
-    /// frames and scratch), in bytes; kept for reuse by later calls.
+    /// The memory one call on ``Parallel/threads`` workers holds while it runs (activation
+    /// buffers for ``framesPerPass`` frames and a scratch slot per worker), in bytes; kept for
+    /// reuse by later calls.
     public var workspaceBytes: Int {
-        4 * (plan.bufferFloatsPerFrame.reduce(0, +) * framesPerPass + plan.scratchFloats)
+        4 * (plan.bufferFloatsPerFrame.reduce(0, +) * framesPerPass + plan.scratchFloats * Parallel.threads)
     }
 
     /// The feature vectors of `frames`: (frames.count, featureWidth), row-major.
@@ -113,42 +122,46 @@ public final class ConvNet: @unchecked Sendable {
         }
         let count = frames.count * featureWidth
         if count == 0 { return [] }
-        let workspace = takeWorkspace()
+        let workers = Parallel.threads  // read once: the scratch holds a slot per worker
+        let workspace = takeWorkspace(workers: workers)
         defer { returnWorkspace(workspace) }
         return [Float](unsafeUninitializedCapacity: count) { out, initialized in
             var first = 0
             while first < frames.count {
                 let n = min(framesPerPass, frames.count - first)
-                pass(frames[first..<(first + n)], workspace: workspace, features: out.baseAddress! + first * featureWidth)
+                pass(frames[first..<(first + n)], workspace: workspace, workers: workers,
+                     features: out.baseAddress! + first * featureWidth)
                 first += n
             }
             initialized = count
         }
     }
 
-    /// Runs the layers over `frames` (at most `framesPerPass`), writing their features.
-    private func pass(_ frames: ArraySlice<RGBFrame>, workspace: Workspace, features: UnsafeMutablePointer<Float>) {
+    /// Runs the layers over `frames` (at most `framesPerPass`) on `workers` threads, writing
+    /// their features.
+    private func pass(_ frames: ArraySlice<RGBFrame>, workspace: Workspace, workers: Int,
+                      features: UnsafeMutablePointer<Float>) {
         let n = frames.count
         let buffers = workspace.buffers
-        preprocess(frames, into: buffers[0])
+        preprocess(frames, into: buffers[0], workers: workers)
         for step in plan.steps {
             step.conv.apply(frames: n, height: step.inHeight, width: step.inWidth,
                             input: buffers[step.source], output: buffers[step.destination],
                             residual: step.residual.map { UnsafePointer(buffers[$0]) },
-                            scratch: workspace.scratch)
+                            scratch: workspace.scratch, threads: workers)
         }
         globalAveragePool(frames: n, pixels: plan.finalPixels, channels: featureWidth,
-                          input: buffers[plan.finalBuffer], output: features)
+                          input: buffers[plan.finalBuffer], output: features, threads: workers)
     }
 
     /// 8-bit RGB -> the network's normalised channels, NHWC (frames, size, size, 3).
-    private func preprocess(_ frames: ArraySlice<RGBFrame>, into out: UnsafeMutablePointer<Float>) {
+    private func preprocess(_ frames: ArraySlice<RGBFrame>, into out: UnsafeMutablePointer<Float>, workers: Int) {
         let pixels = inputSize * inputSize
         let bgr = plan.input.bgr
         let start = frames.startIndex
         lookupTable.withUnsafeBufferPointer { lut in
             let table = lut.baseAddress!
-            Parallel.forEachRange(frames.count) { range in
+            Parallel.forEachRange(frames.count, threads: workers) { range in
                 for i in range {
                     let dst = out + i * pixels * 3
                     frames[start + i].pixels.withUnsafeBufferPointer { src in
@@ -170,11 +183,14 @@ public final class ConvNet: @unchecked Sendable {
     /// 137 MB per call (EfficientNet-Lite0, 16 frames) would cost more than a layer.
     private final class Workspace {
         let buffers: [UnsafeMutablePointer<Float>]
+        /// `workers` slots of the plan's scratch, one per worker.
         let scratch: UnsafeMutablePointer<Float>?
+        let workers: Int
 
-        init(bufferFloats: [Int], scratchFloats: Int) {
+        init(bufferFloats: [Int], scratchFloats: Int, workers: Int) {
             buffers = bufferFloats.map { UnsafeMutablePointer<Float>.allocate(capacity: max($0, 1)) }
-            scratch = scratchFloats > 0 ? UnsafeMutablePointer<Float>.allocate(capacity: scratchFloats) : nil
+            scratch = scratchFloats > 0 ? UnsafeMutablePointer<Float>.allocate(capacity: scratchFloats * workers) : nil
+            self.workers = workers
         }
 
         deinit {
@@ -183,12 +199,15 @@ public final class ConvNet: @unchecked Sendable {
         }
     }
 
-    private func takeWorkspace() -> Workspace {
+    /// An idle workspace with scratch for at least `workers` workers, or a new one (an idle
+    /// one with too few slots, left by a call on fewer threads, is dropped).
+    private func takeWorkspace(workers: Int) -> Workspace {
         lock.lock()
         let idle = idleWorkspaces.popLast()
         lock.unlock()
-        return idle ?? Workspace(bufferFloats: plan.bufferFloatsPerFrame.map { $0 * framesPerPass },
-                                 scratchFloats: plan.scratchFloats)
+        if let idle, idle.workers >= workers { return idle }
+        return Workspace(bufferFloats: plan.bufferFloatsPerFrame.map { $0 * framesPerPass },
+                         scratchFloats: plan.scratchFloats, workers: workers)
     }
 
     private func returnWorkspace(_ workspace: Workspace) {

@@ -109,9 +109,15 @@ struct ExtractCommand: ParsableCommand {
             throw ExitCode(StageExit.failure)
         }
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        BLAS.setThreads(max(1, cores / workers))
+        let threadsPerWorker = max(1, cores / workers)
+        // The experts' loops and the CNN's sgemm tiles run on Parallel's threads, every sgemm
+        // call single-threaded: OpenBLAS's own threads would spin between calls, taking the
+        // cores from the experts, and OpenBLAS's bytes may depend on its thread count
+        // (Convolution.swift).
+        BLAS.setThreads(1)
+        Parallel.setThreads(threadsPerWorker)
         MemoryTuning.reuseLargeAllocations()
-        let extractor = VideoExtractor(registry: registry, experts: experts, decodeThreads: max(1, cores / workers))
+        let extractor = VideoExtractor(registry: registry, experts: experts, decodeThreads: threadsPerWorker)
 
         // Workers take the next video in unit order; results land in their slot.
         let results = UnsafeMutableBufferPointer<ExtractedVideo?>.allocate(capacity: max(videos.count, 1))

@@ -132,6 +132,29 @@ struct ParallelTests {
         }
     }
 
+    @Test("forEachTask: contiguous ranges in task order, each index once, task numbers below the thread count",
+          arguments: [1, 2, 3])
+    func tasksCoverTheirRanges(threads: Int) {
+        // An explicit thread count, so that no other test's setting matters.
+        for (count, grain) in [(0, 1), (1, 1), (2, 1), (7, 1), (1000, 3), (1000, 600)] {
+            let hits = UnsafeMutableBufferPointer<Int>.allocate(capacity: max(count, 1))
+            let owner = UnsafeMutableBufferPointer<Int>.allocate(capacity: max(count, 1))
+            defer { hits.deallocate(); owner.deallocate() }
+            hits.initialize(repeating: 0)
+            Parallel.forEachTask(count, grain: grain, threads: threads) { task, range in
+                for i in range { hits[i] += 1; owner[i] = task }
+            }
+            #expect(hits.prefix(count).allSatisfy { $0 == 1 }, "count \(count), grain \(grain)")
+            // Task t of n covers count * t / n ..< count * (t + 1) / n.
+            let tasks = max(1, min(threads, count / grain))
+            let misplaced = (0..<count).filter { i in
+                let t = owner[i]
+                return t < 0 || t >= tasks || i < count * t / tasks || i >= count * (t + 1) / tasks
+            }
+            #expect(misplaced.isEmpty, "count \(count), grain \(grain): indices \(misplaced.prefix(5)) in the wrong task")
+        }
+    }
+
     @Test("attention restores the caller's BLAS thread count")
     func attentionRestoresThreads() {
         withBLASThreads(2) {

@@ -120,11 +120,16 @@ struct EditableNet {
     }
 }
 
-/// Runs `body` with OpenBLAS set to `threads`, restoring the previous count afterwards.
-func withBLASThreads<T>(_ threads: Int, _ body: () throws -> T) rethrows -> T {
+/// Runs `body` the way the extract stage runs the CNN: OpenBLAS at 1 thread and `workers`
+/// ``Parallel`` threads; restores both afterwards (Parallel to following OpenBLAS).
+func withCNNWorkers<T>(_ workers: Int, _ body: () throws -> T) rethrows -> T {
     let previous = BLAS.threads
-    BLAS.setThreads(threads)
-    defer { BLAS.setThreads(previous) }
+    BLAS.setThreads(1)
+    Parallel.setThreads(workers)
+    defer {
+        Parallel.setThreads(nil)
+        BLAS.setThreads(previous)
+    }
     return try body()
 }
 
