@@ -17,9 +17,8 @@ import Dispatch
 /// As in PyTorch, the scores are divided by sqrt(d) (not scaled by 1 / sqrt d) and then
 /// masked; the softmax exponential is ``expNonPositive(_:)`` (about 2 ulp).
 ///
-/// The (sequence, head) pairs are spread over ``BLAS/threads`` threads, each pair's products
-/// single-threaded (the thread count is set to 1 for the call and restored, so do not run
-/// other BLAS work concurrently with this function).
+/// The (sequence, head) pairs are spread over ``Parallel/threads`` threads, each pair's
+/// products single-threaded (OpenBLAS always runs single-threaded, see ``BLAS``).
 ///
 /// Two `cblas_sgemm` calls per sequence and head read q/k/v and write the result in place
 /// through strided pointers (leading dimension `hidden`), no copies. Every call has the
@@ -38,12 +37,9 @@ public func multiHeadAttention(q: Matrix, k: Matrix, v: Matrix, heads: Int, sequ
     if q.rows == 0 || hidden == 0 { return out }
     let root = Float(d).squareRoot()
     let pairs = sequences * heads
-    // The (sequence, head) products are small (L x L x d): OpenBLAS spends more waking its
-    // threads than computing them. Run them single-threaded and spread the pairs over the
-    // threads instead. Same calls, same shapes, same bytes; the thread count is restored after.
-    let blasThreads = BLAS.threads
-    if blasThreads > 1 && pairs > 1 { BLAS.setThreads(1) }
-    defer { if blasThreads > 1 && pairs > 1 { BLAS.setThreads(blasThreads) } }
+    // The (sequence, head) products are small (L x L x d): spread the pairs over the
+    // threads, each pair's calls single-threaded. Same calls, same shapes, same bytes.
+    let blasThreads = Parallel.threads
 
     q.data.withUnsafeBufferPointer { qb in
         k.data.withUnsafeBufferPointer { kb in

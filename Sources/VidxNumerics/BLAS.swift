@@ -1,4 +1,5 @@
 import COpenBLAS
+import Foundation
 
 /// Dense products on OpenBLAS (wraps `cblas_sgemm` and OpenBLAS's thread controls).
 ///
@@ -7,7 +8,8 @@ import COpenBLAS
 ///   OpenBLAS picks its kernel from the shape, so the bytes of one output row can depend on
 ///   how many rows `m` the call covers (see ``rowTile``).
 /// - ``rowTiledGEMM(m:n:k:alpha:a:lda:b:ldb:transposeB:beta:c:ldc:)`` (used by ``matmul(_:_:transposeB:)``
-///   and ``Linear``): batch-invariant, each output row's bytes depend only on its own input row.
+///   and ``Linear``): fixed 256-row tiles run whole on ``Parallel``'s threads, so the bytes do
+///   not depend on the thread count.
 public enum BLAS {
     /// Rows per `cblas_sgemm` call in ``rowTiledGEMM(m:n:k:alpha:a:lda:b:ldb:transposeB:beta:c:ldc:)``.
     ///
@@ -17,10 +19,12 @@ public enum BLAS {
     /// choice also depends on the thread count) that sum in another order; e.g. 512 -> 8 rows
     /// give different bytes computed 300 at a time than 64 at a time, and 512 -> 512 differ for
     /// 1 or 2 rows. Calling `cblas_sgemm` only on tiles of exactly this height (the last tile
-    /// zero-padded) makes every call for a given layer the same shape, hence the same kernel
-    /// and summation order; a row's bytes then depend only on that row, whatever is stacked
-    /// with it and whatever the thread count (OpenBLAS splits only rows and columns, never the
-    /// reduction, across threads). Tested in `DeterminismTests`.
+    /// zero-padded), single-threaded, makes every call for a given layer the same shape, hence
+    /// the same kernel and summation order whatever the thread count. On Intel machines a
+    /// row's bytes then also depended only on that row, whatever was stacked with it; on AMD
+    /// Zen (OpenBLAS's Zen kernels) they also depend on the row's position in its tile, so a
+    /// different batch can change the last bits (about 1e-7 relative). Tested in
+    /// `DeterminismTests`: exact across thread counts, within 1e-5 across batch sizes.
     ///
     /// Cost: OpenBLAS repacks the right-hand matrix (the weights) once per tile, and the last
     /// tile is padded (at most 255 wasted rows per product). Measured on the four Linear layers
@@ -29,15 +33,31 @@ public enum BLAS {
     /// 30-45%. 64-row tiles would cost 20-35% at 16 videos.
     public static let rowTile = 256
 
-    /// Sets OpenBLAS's thread count (process-wide; wraps `openblas_set_num_threads`).
+    /// Sets the threads the dense math may use (process-wide): row tiles, and the loops of
+    /// ``Parallel`` unless it is set apart. OpenBLAS itself always stays single-threaded.
+    ///
+    /// Why: OpenBLAS 0.3.21's Zen kernels give a row different last bits depending on where
+    /// the row sits in the call (its position modulo the kernel's 6-column unroll) and on how
+    /// the call is split between OpenBLAS's threads. With OpenBLAS single-threaded and the
+    /// work split into fixed tiles that our own threads take whole, every call has the same
+    /// shape and contents whatever the thread count, so outputs are byte-identical for any
+    /// thread count. (It also stops OpenBLAS's idle threads from spinning between calls.)
     /// - Parameter n: threads, at least 1.
     public static func setThreads(_ n: Int) {
         precondition(n >= 1, "BLAS thread count must be at least 1")
-        openblas_set_num_threads(Int32(clamping: n))
+        _ = singleThreaded
+        setting.value = n
     }
 
-    /// OpenBLAS's current thread count (wraps `openblas_get_num_threads`).
-    public static var threads: Int { Int(openblas_get_num_threads()) }
+    /// The threads the dense math may use: the last ``setThreads(_:)``, else all cores.
+    public static var threads: Int {
+        let n = setting.value
+        return n > 0 ? n : ProcessInfo.processInfo.activeProcessorCount
+    }
+
+    /// Puts OpenBLAS at one thread, once, before the first product.
+    private static let singleThreaded: Void = { openblas_set_num_threads(1) }()
+    private static let setting = LockedInt()
 
     /// C (m x n) = alpha * A (m x k) * op(B) + beta * C, all row-major, in one `cblas_sgemm` call.
     ///
@@ -70,6 +90,7 @@ public enum BLAS {
             }
             return
         }
+        _ = singleThreaded
         // Called as the column-major product C^T (n x m) = op(B)^T (n x k) * A^T (k x m): the same
         // memory and the same arithmetic as the row-major call (OpenBLAS swaps the operands
         // internally anyway), but it bypasses OpenBLAS's row-major-only "direct" sgemm path,
@@ -93,30 +114,34 @@ public enum BLAS {
         precondition(m >= 0 && n >= 0 && k >= 0, "gemm dimensions must be non-negative")
         if m == 0 || n == 0 { return }
         let tile = rowTile
-        let full = m / tile * tile
-        var row = 0
-        while row < full {
-            gemm(m: tile, n: n, k: k, alpha: alpha, a: a + row * lda, lda: lda,
-                 b: b, ldb: ldb, transposeB: transposeB, beta: beta, c: c + row * ldc, ldc: ldc)
-            row += tile
-        }
-        let rest = m - full
-        if rest == 0 { return }
-        // Partial tile: pad to a full tile so the call has the same shape as all the others.
-        let kk = max(k, 1)
-        let padA = UnsafeMutablePointer<Float>.allocate(capacity: tile * kk)
-        let padC = UnsafeMutablePointer<Float>.allocate(capacity: tile * n)
-        defer { padA.deallocate(); padC.deallocate() }
-        padA.initialize(repeating: 0, count: tile * kk)
-        padC.initialize(repeating: 0, count: tile * n)
-        for i in 0..<rest {
-            (padA + i * kk).update(from: a + (full + i) * lda, count: k)
-            if beta != 0 { (padC + i * n).update(from: c + (full + i) * ldc, count: n) }
-        }
-        gemm(m: tile, n: n, k: k, alpha: alpha, a: padA, lda: kk,
-             b: b, ldb: ldb, transposeB: transposeB, beta: beta, c: padC, ldc: n)
-        for i in 0..<rest {
-            (c + (full + i) * ldc).update(from: padC + i * n, count: n)
+        let full = m / tile * tile, tiles = (m + tile - 1) / tile
+        // Whole tiles on Parallel's threads, each call single-threaded (see setThreads).
+        Parallel.forEachRange(tiles) { range in
+            for t in range {
+                let row = t * tile
+                if row < full {
+                    gemm(m: tile, n: n, k: k, alpha: alpha, a: a + row * lda, lda: lda,
+                         b: b, ldb: ldb, transposeB: transposeB, beta: beta, c: c + row * ldc, ldc: ldc)
+                    continue
+                }
+                // Partial tile: pad to a full tile so the call has the same shape as all the others.
+                let rest = m - full
+                let kk = max(k, 1)
+                let padA = UnsafeMutablePointer<Float>.allocate(capacity: tile * kk)
+                let padC = UnsafeMutablePointer<Float>.allocate(capacity: tile * n)
+                defer { padA.deallocate(); padC.deallocate() }
+                padA.initialize(repeating: 0, count: tile * kk)
+                padC.initialize(repeating: 0, count: tile * n)
+                for i in 0..<rest {
+                    (padA + i * kk).update(from: a + (full + i) * lda, count: k)
+                    if beta != 0 { (padC + i * n).update(from: c + (full + i) * ldc, count: n) }
+                }
+                gemm(m: tile, n: n, k: k, alpha: alpha, a: padA, lda: kk,
+                     b: b, ldb: ldb, transposeB: transposeB, beta: beta, c: padC, ldc: n)
+                for i in 0..<rest {
+                    (c + (full + i) * ldc).update(from: padC + i * n, count: n)
+                }
+            }
         }
     }
 
@@ -143,9 +168,13 @@ public enum BLAS {
 
     /// Measures `cblas_sgemm`'s sustained GFLOP/s on square `size x size` products (one call
     /// per product, alpha 1, beta 0) for about `seconds` seconds, after one warm-up call, with
-    /// the current thread count. Counts 2 * size^3 floating-point operations per product.
+    /// ``threads`` OpenBLAS threads (for this measurement only: the one place OpenBLAS
+    /// runs multi-threaded). Counts 2 * size^3 floating-point operations per product.
     public static func measurePeakGFLOPS(size: Int = 1024, seconds: Double = 1) -> Double {
         precondition(size >= 1, "size must be positive")
+        _ = singleThreaded
+        openblas_set_num_threads(Int32(clamping: threads))
+        defer { openblas_set_num_threads(1) }
         let count = size * size
         var a = [Float](repeating: 0, count: count)
         var b = [Float](repeating: 0, count: count)
@@ -184,5 +213,15 @@ extension Duration {
     var seconds: Double {
         let (s, atto) = components
         return Double(s) + Double(atto) * 1e-18
+    }
+}
+
+/// An Int behind a lock: read on every product, set from any thread.
+final class LockedInt: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored = 0
+    var value: Int {
+        get { lock.lock(); defer { lock.unlock() }; return stored }
+        set { lock.lock(); stored = newValue; lock.unlock() }
     }
 }

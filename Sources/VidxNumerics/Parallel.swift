@@ -6,13 +6,12 @@ import Foundation
 ///
 /// Every item is computed by exactly one worker with the same code whatever the split, so
 /// results are byte-identical for any thread count; only the wall time changes. Without
-/// this, those loops run on one core while OpenBLAS's threads spin idle (measured: about a
-/// third of the encoder's wall time on 2 cores).
+/// this, those loops would run on one core (measured: about a third of the encoder's wall
+/// time on 2 cores).
 ///
-/// How many threads: ``threads``, which follows OpenBLAS's thread count
-/// (``BLAS/setThreads(_:)``) unless set apart with ``setThreads(_:)``. The encoder keeps
-/// them equal; the CNN sets OpenBLAS to 1 thread and ``threads`` to the cores it may use,
-/// and runs whole single-threaded sgemm calls on its own workers (see ``Conv2D``).
+/// How many threads: ``threads``, which follows ``BLAS/threads`` (``BLAS/setThreads(_:)``)
+/// unless set apart with ``setThreads(_:)`` (vidx-extract gives the CNN its own count).
+/// OpenBLAS itself always runs single-threaded; its calls are what these threads run.
 public enum Parallel {
     /// The thread count of the loops: the value given to ``setThreads(_:)``, or, when none
     /// was (or after `setThreads(nil)`), ``BLAS/threads``.
@@ -62,16 +61,6 @@ public enum Parallel {
         }
     }
 
-    /// The value given to ``setThreads(_:)`` (0: none), behind a lock: read on every loop,
-    /// set from any thread.
-    private static let setting = LockedCount()
-
-    private final class LockedCount: @unchecked Sendable {
-        private let lock = NSLock()
-        private var stored = 0
-        var value: Int {
-            get { lock.lock(); defer { lock.unlock() }; return stored }
-            set { lock.lock(); stored = newValue; lock.unlock() }
-        }
-    }
+    /// The value given to ``setThreads(_:)`` (0: none).
+    private static let setting = LockedInt()
 }

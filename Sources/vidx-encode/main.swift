@@ -33,7 +33,7 @@ struct EncodeCommand: ParsableCommand {
     @Option(name: .long, help: "Videos per transformer pass.")
     var batch: Int = 16
 
-    @Option(name: .long, help: "OpenBLAS threads (default: all cores).")
+    @Option(name: .long, help: "Threads (default: all cores); the output bytes do not depend on it.")
     var threads: Int?
 
     @Flag(name: .long, help: "Print a JSON summary line instead of text.")

@@ -107,13 +107,14 @@ extension VisionTests {
             let termScale = Double(g.inChannels / g.groups * g.kernelHeight * g.kernelWidth) * 2 * 0.5 + 3
             let worst = zip(got, want).map { abs(Double($0) - $1) }.max() ?? 0
             #expect(worst <= 1e-5 * termScale, "\(c.name): max abs difference \(worst)")
-            // One frame at a time gives the same bytes as the batch.
+            // One frame at a time gives the same values as the batch (the same bytes where
+            // OpenBLAS's kernels do not depend on a row's position in a call; Zen's do).
             let perFrame = (0..<c.frames).flatMap { n -> [Float] in
                 let size = c.height * c.width * g.inChannels, outSize = oh * ow * g.outChannels
                 return conv(Array(x[(n * size)..<((n + 1) * size)]), frames: 1, height: c.height, width: c.width,
                             residual: residual.map { Array($0[(n * outSize)..<((n + 1) * outSize)]) })
             }
-            expectBitIdentical(perFrame, got, "\(c.name): frame by frame")
+            expectClose(perFrame, got, "\(c.name): frame by frame", tolerance: Float(1e-5 * termScale))
         }
 
         @Test("global average pooling: the mean over pixels, per frame and channel")

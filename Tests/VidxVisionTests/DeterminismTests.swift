@@ -34,11 +34,11 @@ extension VisionTests {
         /// and Lite0's 1, 2 and 8 (7x7 layers), so these batches and pass sizes leave partial,
         /// padded tiles at every position.
         ///
-        /// Holds only where OpenBLAS gives a row the same bytes wherever it sits in a call
-        /// of a given shape. OpenBLAS 0.3.21's Zen kernels do not (measured: the same row one
-        /// or more positions further down gets other last bits), so on AMD Zen this fails
-        /// wherever several frames share a tile (see Convolution.swift).
-        @Test("the same bytes for any batch size, pass size and frame order",
+        /// The same bytes only where OpenBLAS gives a row the same bytes wherever it sits in a
+        /// call of a given shape. OpenBLAS 0.3.21's Zen kernels do not (measured: the same row
+        /// one or more positions further down gets other last bits), so the values are held to
+        /// 1e-4 (relative above 1), which any real bug breaks (see Convolution.swift).
+        @Test("the same values for any batch size, pass size and frame order",
               arguments: ["small", "lite0"])
         func batchPassAndOrderInvariance(_ name: String) throws {
             let (data, frames, cases) = try Self.cases(name)
@@ -50,17 +50,17 @@ extension VisionTests {
                     let variant = try ConvNet(path: data.weights, framesPerPass: pass)
                     let out = Self.batched(variant, frames, batch)
                     let label = "\(name): batches of \(batch), passes of \(pass)"
-                    expectBitIdentical(out.features, whole.features, label + ", features")
-                    expectBitIdentical(out.logits, whole.logits, label + ", logits")
+                    expectClose(out.features, whole.features, label + ", features")
+                    expectClose(out.logits, whole.logits, label + ", logits")
                 }
                 // Reversed order: every frame lands at another position in every tile.
                 let reversed = net.featuresAndLogits(frames.reversed())
                 for i in frames.indices {
                     let j = frames.count - 1 - i
-                    expectBitIdentical(Array(reversed.features[(j * f)..<((j + 1) * f)]),
+                    expectClose(Array(reversed.features[(j * f)..<((j + 1) * f)]),
                                        Array(whole.features[(i * f)..<((i + 1) * f)]),
                                        "\(name): frame \(i) reversed, features")
-                    expectBitIdentical(Array(reversed.logits[(j * k)..<((j + 1) * k)]),
+                    expectClose(Array(reversed.logits[(j * k)..<((j + 1) * k)]),
                                        Array(whole.logits[(i * k)..<((i + 1) * k)]),
                                        "\(name): frame \(i) reversed, logits")
                 }

@@ -153,6 +153,16 @@ func expectBitIdentical(_ got: [Float], _ want: [Float], _ what: String,
     #expect(differing == 0, "\(what): \(differing) of \(got.count) values differ", sourceLocation: sourceLocation)
 }
 
+/// Expects every value within `tolerance * max(1, |want|)`: for frames computed in other
+/// batches or positions, whose last bits OpenBLAS's Zen kernels may change.
+func expectClose(_ got: [Float], _ want: [Float], _ what: String, tolerance: Float = 1e-4,
+                 sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(got.count == want.count, "\(what): \(got.count) values, expected \(want.count)", sourceLocation: sourceLocation)
+    guard got.count == want.count else { return }
+    let far = zip(got, want).filter { abs($0.0 - $0.1) > tolerance * max(1, abs($0.1)) }.count
+    #expect(far == 0, "\(what): \(far) of \(got.count) values differ by more than \(tolerance)", sourceLocation: sourceLocation)
+}
+
 /// SplitMix64 (Steele, Lea, Flood 2014): a tiny seeded generator for test tensors and frames.
 struct SplitMix64 {
     var state: UInt64
