@@ -23,11 +23,13 @@ unless --strict is given, and 1 when a command fails.
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_common  # noqa: E402
+from bench_common import cpu_model  # noqa: E402
 
 CLIP_ARGS = [
     "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25:duration=60",
@@ -38,41 +40,11 @@ TARGETS = {"default": 1.0, "fast": 1.5, "keyframes": 5.0}
 
 
 def make_clip(workdir):
-    """Returns the benchmark clip's path, generating it when missing or stale."""
-    os.makedirs(workdir, exist_ok=True)
-    clip = os.path.join(workdir, "bench-720p-60s.mp4")
-    stamp = clip + ".args"
-    wanted = " ".join(CLIP_ARGS)
-    if not (os.path.exists(clip) and os.path.exists(stamp) and open(stamp).read() == wanted):
-        print(f"generating {clip} (60 s 1280x720 H.264, about a minute)...", flush=True)
-        subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y"] + CLIP_ARGS + [clip],
-                       check=True)
-        with open(stamp, "w") as f:
-            f.write(wanted)
-    return clip
+    return bench_common.make_clip(workdir, "bench-720p-60s.mp4", CLIP_ARGS, "60 s 1280x720 H.264")
 
 
 def run_once(cmd):
-    """Runs cmd with its output discarded; returns (seconds, peak RSS in MiB)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace")
-    if proc.returncode != 0:
-        sys.exit(f"bench-decode: command failed with status {proc.returncode}: {' '.join(cmd)}\n{err}")
-    return elapsed, usage.ru_maxrss / 1024.0
-
-
-def cpu_model():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return bench_common.run_once(cmd, "bench-decode", "command")
 
 
 def main():

@@ -33,11 +33,13 @@ since the figures mean little on a busy machine.
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_common  # noqa: E402
+from bench_common import cpu_model  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -55,18 +57,7 @@ PEAK_TARGET = 0.40       # CNN at least 40 % of sgemm's peak
 
 
 def make_clip(workdir):
-    """Returns the benchmark clip's path, generating it when missing or stale."""
-    os.makedirs(workdir, exist_ok=True)
-    clip = os.path.join(workdir, CLIP_NAME)
-    stamp = clip + ".args"
-    wanted = " ".join(CLIP_ARGS)
-    if not (os.path.exists(clip) and os.path.exists(stamp) and open(stamp).read() == wanted):
-        print(f"generating {clip} (60 s 1280x720 H.264 + AAC, about a minute)...", flush=True)
-        subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y"] + CLIP_ARGS + [clip],
-                       check=True)
-        with open(stamp, "w") as f:
-            f.write(wanted)
-    return clip
+    return bench_common.make_clip(workdir, CLIP_NAME, CLIP_ARGS, "60 s 1280x720 H.264 + AAC")
 
 
 def make_unit(workdir, clip):
@@ -78,26 +69,7 @@ def make_unit(workdir, clip):
 
 
 def run_once(cmd, what):
-    """Runs cmd with its output discarded; returns (seconds, peak RSS in MiB)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace")
-    if code != 0:
-        sys.exit(f"bench-extract: {what} failed with status {code}: {' '.join(cmd)}\n{err}")
-    return elapsed, usage.ru_maxrss / 1024.0
-
-
-def cpu_model():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return bench_common.run_once(cmd, "bench-extract", what)
 
 
 def load_average():

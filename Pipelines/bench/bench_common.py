@@ -1,0 +1,46 @@
+"""What the benchmark scripts share: a cached generated clip, timed child runs, the CPU's name."""
+import os
+import platform
+import subprocess
+import sys
+import time
+
+
+def make_clip(workdir, name, clip_args, label):
+    """Returns workdir/name, generating it with `ffmpeg clip_args` when missing or made with
+    other arguments (recorded in name + ".args")."""
+    os.makedirs(workdir, exist_ok=True)
+    clip = os.path.join(workdir, name)
+    stamp = clip + ".args"
+    wanted = " ".join(clip_args)
+    if not (os.path.exists(clip) and os.path.exists(stamp) and open(stamp).read() == wanted):
+        print(f"generating {clip} ({label}, about a minute)...", flush=True)
+        subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y"] + clip_args + [clip],
+                       check=True)
+        with open(stamp, "w") as f:
+            f.write(wanted)
+    return clip
+
+
+def run_once(cmd, tool, what):
+    """Runs cmd with its output discarded; returns (seconds, the child's peak RSS in MiB).
+    Exits naming `tool` and `what` when the command fails."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace")
+    if code != 0:
+        sys.exit(f"{tool}: {what} failed with status {code}: {' '.join(cmd)}\n{err}")
+    return elapsed, usage.ru_maxrss / 1024.0
+
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
