@@ -116,7 +116,7 @@ def main():
     print(f"clip: {clip} ({os.path.getsize(clip) / 1e6:.1f} MB, 60 s 1280x720 25 fps H.264 + AAC), "
           f"{args.runs} interleaved runs each")
     print(f"both: 4 fps, 224 x 224 centre crop, 16 kHz mono audio, FFmpeg {cores} threads; "
-          f"vidx-extract --workers 1 (experts on {cores} threads, OpenBLAS 1), "
+          f"vidx-extract --workers 1 (experts on {cores} threads, each sgemm single-threaded), "
           f"experts {', '.join(bundle_experts)}\n")
 
     for name, cmd in commands.items():   # warm-up: page cache, dynamic loader
@@ -170,7 +170,7 @@ def main():
     fraction = cnn["gflops"] / cnn["sgemm_gflops"]
     ok_peak = fraction >= PEAK_TARGET
     print(f"\nCNN alone (vidx-bench cnn: {cnn['network']}, batches of {cnn['batch']}, {cnn['threads']} threads, "
-          f"OpenBLAS {cnn['blas_threads']}, {cnn['seconds']:.1f} s):")
+          f"each sgemm single-threaded, {cnn['seconds']:.1f} s):")
     print(f"  {cnn['frames_per_s']:.1f} frames/s x {cnn['gflop_per_frame']:.3f} GFLOP/frame = {cnn['gflops']:.1f} GFLOP/s "
           f"= {100 * fraction:.1f} % of sgemm's peak {cnn['sgemm_gflops']:.1f} GFLOP/s   "
           f"target >= {100 * PEAK_TARGET:.0f} %   {'PASS' if ok_peak else 'MISS'}")

@@ -39,7 +39,7 @@ public func multiHeadAttention(q: Matrix, k: Matrix, v: Matrix, heads: Int, sequ
     let pairs = sequences * heads
     // The (sequence, head) products are small (L x L x d): spread the pairs over the
     // threads, each pair's calls single-threaded. Same calls, same shapes, same bytes.
-    let blasThreads = Parallel.threads
+    let threads = Parallel.threads
 
     q.data.withUnsafeBufferPointer { qb in
         k.data.withUnsafeBufferPointer { kb in
@@ -74,8 +74,8 @@ public func multiHeadAttention(q: Matrix, k: Matrix, v: Matrix, heads: Int, sequ
                                       beta: 0, c: op + offset, ldc: hidden)
                         }
                     }
-                    if blasThreads > 1 && pairs > 1 {
-                        let tasks = min(blasThreads, pairs)
+                    if threads > 1 && pairs > 1 {
+                        let tasks = min(threads, pairs)
                         nonisolated(unsafe) let run = work  // disjoint output columns per pair
                         DispatchQueue.concurrentPerform(iterations: tasks) { t in
                             run((pairs * t / tasks)..<(pairs * (t + 1) / tasks))

@@ -33,8 +33,8 @@ public enum BLAS {
     /// 30-45%. 64-row tiles would cost 20-35% at 16 videos.
     public static let rowTile = 256
 
-    /// Sets the threads the dense math may use (process-wide): row tiles, and the loops of
-    /// ``Parallel`` unless it is set apart. OpenBLAS itself always stays single-threaded.
+    /// Sets the threads the dense math may use (process-wide): row tiles, convolution tiles
+    /// and the loops of ``Parallel``. OpenBLAS itself always stays single-threaded.
     ///
     /// Why: OpenBLAS 0.3.21's Zen kernels give a row different last bits depending on where
     /// the row sits in the call (its position modulo the kernel's 6-column unroll) and on how

@@ -9,7 +9,7 @@
 // epilogue vectorise over channels, which every EfficientNet layer has in multiples of 16.
 //
 // Determinism: the output bytes of a frame depend only on that frame, whatever the number
-// of workers (with OpenBLAS at 1 thread: see Threads) and, where OpenBLAS allows it (see
+// of workers (see Threads) and, where OpenBLAS allows it (see
 // the end of this comment), whatever the batch. The sgemm calls of one layer all have the
 // same shape (`tileRows(outputPixels:)` output pixels, the last tile zero-padded; see
 // ``BLAS/rowTile`` for why the shape must not vary), and a row of the product depends only
@@ -18,8 +18,8 @@
 //
 // Threads: the sgemm tiles of a layer are spread over ``Parallel/threads`` workers, each
 // running whole tiles (im2col, sgemm, epilogue) one after another, and so are the depthwise
-// rows. Run it with OpenBLAS at 1 thread (``BLAS/setThreads(_:)``), as the extract stage
-// does, for two reasons:
+// rows. Every sgemm call is single-threaded (OpenBLAS always is, see ``BLAS/setThreads(_:)``),
+// for two reasons:
 // - speed: OpenBLAS's idle threads poll with sched_yield for about 0.1 s after every call
 //   (OPENBLAS_THREAD_TIMEOUT, read only when the library loads), taking the cores from the
 //   depthwise layers and epilogues between the calls. Measured on EfficientNet-Lite0, 2
@@ -30,7 +30,6 @@
 // - bytes: OpenBLAS 0.3.21's results can depend on its thread count (on AMD Zen every Lite0
 //   layer's shape gives other last bits with 1 and 2 threads), so with single-threaded
 //   calls the bytes do not depend on the number of workers.
-// With OpenBLAS threaded as well the workers still run, oversubscribed.
 //
 // Not batch-invariant everywhere: OpenBLAS's Zen kernels also give a row other last bits
 // at another position in a call of the same shape, so a frame that shares a tile (the 14x14

@@ -9,24 +9,11 @@ import Foundation
 /// this, those loops would run on one core (measured: about a third of the encoder's wall
 /// time on 2 cores).
 ///
-/// How many threads: ``threads``, which follows ``BLAS/threads`` (``BLAS/setThreads(_:)``)
-/// unless set apart with ``setThreads(_:)`` (vidx-extract gives the CNN its own count).
-/// OpenBLAS itself always runs single-threaded; its calls are what these threads run.
+/// How many threads: ``threads``, the one count ``BLAS/setThreads(_:)`` sets. OpenBLAS
+/// itself always runs single-threaded; its calls are among what these threads run.
 public enum Parallel {
-    /// The thread count of the loops: the value given to ``setThreads(_:)``, or, when none
-    /// was (or after `setThreads(nil)`), ``BLAS/threads``.
-    public static var threads: Int {
-        let n = setting.value
-        return n > 0 ? n : BLAS.threads
-    }
-
-    /// Sets the loops' thread count, process-wide, apart from OpenBLAS's; nil: follow
-    /// ``BLAS/threads`` again (the default).
-    /// - Precondition: `n` is nil or at least 1.
-    public static func setThreads(_ n: Int?) {
-        precondition(n.map { $0 >= 1 } ?? true, "Parallel thread count must be at least 1")
-        setting.value = n ?? 0
-    }
+    /// The thread count of the loops: ``BLAS/threads``.
+    public static var threads: Int { BLAS.threads }
 
     /// Calls `body` on contiguous, disjoint sub-ranges that together cover `0..<count`, on up
     /// to `threads` threads at once, and returns when all have finished.
@@ -60,7 +47,4 @@ public enum Parallel {
             }
         }
     }
-
-    /// The value given to ``setThreads(_:)`` (0: none).
-    private static let setting = LockedInt()
 }

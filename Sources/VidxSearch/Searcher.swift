@@ -63,11 +63,11 @@ public struct Searcher: Sendable {
     // MARK: Kernels
 
     /// Sum of `t[m * K + c[m]]` over m < count, in four interleaved partial sums (a fixed
-    /// order, whatever the caller).
+    /// order, whatever the caller): the order `vidx_scan_level8` (CVidxScan) follows in
+    /// every lane. Used to re-rank candidates one at a time.
     ///
     /// The codes are read eight at a time as one little-endian UInt64 and split with shifts,
-    /// so each table read costs one load instead of two (a byte load and a float load): the
-    /// scan is bound by load throughput, and this is where it beats a byte-at-a-time loop.
+    /// so each table read costs one load instead of two (a byte load and a float load).
     @inline(__always)
     static func tableSum(_ t: UnsafePointer<Float>, _ c: UnsafePointer<UInt8>, count: Int, K: Int) -> Float {
         K == 256 ? tableSum256(t, c, count: count) : tableSumAnyK(t, c, count: count, K: K)
@@ -145,9 +145,9 @@ public struct Searcher: Sendable {
     }
 
     /// A video's full score (all levels), scaled: level 0's sum, plus level 1's, ... in
-    /// level order, times 1 / (L M). The one definition of the sum order: the block scan
-    /// below adds level by level in the same order, so a full scan and a re-ranking agree
-    /// to the bit.
+    /// level order, times 1 / (L M). The one definition of the sum order: the lane scan
+    /// (``scanPass(_:keep:coarseOnly:)``) adds level by level in the same order, so a full
+    /// scan and a re-ranking agree to the bit.
     @inline(__always)
     static func fullScore(_ t: UnsafePointer<Float>, coarse: UnsafePointer<UInt8>, fine: UnsafePointer<UInt8>,
                           M: Int, L: Int, K: Int, scale: Float) -> Float {

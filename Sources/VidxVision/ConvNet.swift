@@ -13,12 +13,9 @@ import VidxNumerics
 ///
 /// Threads: a call runs on ``Parallel/threads`` workers: the tiles of each layer, the
 /// depthwise rows and the frames are spread over them, and every sgemm call runs whole on
-/// the worker that makes it. Run it with OpenBLAS at 1 thread and ``Parallel`` at the cores
-/// it may use (`BLAS.setThreads(1)`, `Parallel.setThreads(n)`, as vidx-extract does):
-/// OpenBLAS's own threads would only spin between the calls, taking cycles from the
-/// workers, and its results can depend on its thread count (see Convolution.swift).
+/// the worker that makes it, single-threaded (``BLAS/setThreads(_:)`` sets the workers).
 ///
-/// Deterministic, with OpenBLAS at 1 thread: the same bytes whatever the number of
+/// Deterministic: the same bytes whatever the number of
 /// workers; and a frame's features and logits are the same bytes whatever the other frames
 /// in the call and the pass size wherever OpenBLAS gives a row the same bytes at any
 /// position in a call (not on AMD Zen, where that holds only for the same batches).

@@ -84,8 +84,8 @@ default:
 /// Loads the network, measures sgemm's peak with `threads` OpenBLAS threads, then runs
 /// batches of `batch` generated frames through the network for about `seconds` seconds
 /// after a one-batch warm-up, the way the appearance expert calls it in vidx-extract with
-/// one worker: one `features` call per batch, on `threads` workers (``Parallel``), OpenBLAS
-/// at 1 thread.
+/// one worker: one `features` call per batch, on `threads` workers, each sgemm call
+/// single-threaded.
 func runCNN(weights: String, batch: Int, threads: Int, seconds: Double) {
     let net: ConvNet
     do {
@@ -97,8 +97,6 @@ func runCNN(weights: String, batch: Int, threads: Int, seconds: Double) {
     MemoryTuning.reuseLargeAllocations()
     BLAS.setThreads(threads)
     let peak = BLAS.measurePeakGFLOPS(size: 1024, seconds: 2)
-    BLAS.setThreads(1)
-    Parallel.setThreads(threads)
 
     let frames = (0..<batch).map { syntheticFrame(size: net.inputSize, seed: $0) }
     let first = net.features(frames)  // warm-up: workspace, page faults, OpenBLAS buffers
@@ -117,10 +115,10 @@ func runCNN(weights: String, batch: Int, threads: Int, seconds: Double) {
     let wall = Double(s) + Double(atto) * 1e-18
     let framesPerSecond = Double(batches * batch) / wall
     let gflops = framesPerSecond * net.flopsPerFrame / 1e9
-    print(String(format: #"{"network":"%@","threads":%d,"blas_threads":%d,"batch":%d,"frames":%d,"seconds":%.3f,"#
+    print(String(format: #"{"network":"%@","threads":%d,"batch":%d,"frames":%d,"seconds":%.3f,"#
                  + #""frames_per_s":%.2f,"gflop_per_frame":%.4f,"gflops":%.2f,"sgemm_gflops":%.2f,"#
                  + #""percent_of_peak":%.1f,"features_sha256":"%@"}"#,
-                 net.name, threads, BLAS.threads, batch, batches * batch, wall, framesPerSecond, net.flopsPerFrame / 1e9,
+                 net.name, threads, batch, batches * batch, wall, framesPerSecond, net.flopsPerFrame / 1e9,
                  gflops, peak, 100 * gflops / peak, checksum))
 }
 

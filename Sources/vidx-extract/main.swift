@@ -110,12 +110,8 @@ struct ExtractCommand: ParsableCommand {
         }
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let threadsPerWorker = max(1, cores / workers)
-        // The experts' loops and the CNN's sgemm tiles run on Parallel's threads, every sgemm
-        // call single-threaded: OpenBLAS's own threads would spin between calls, taking the
-        // cores from the experts, and OpenBLAS's bytes may depend on its thread count
-        // (Convolution.swift).
-        BLAS.setThreads(1)
-        Parallel.setThreads(threadsPerWorker)
+        // The experts' loops and the CNN's sgemm tiles, each call single-threaded (BLAS).
+        BLAS.setThreads(threadsPerWorker)
         MemoryTuning.reuseLargeAllocations()
         let extractor = VideoExtractor(registry: registry, experts: experts, decodeThreads: threadsPerWorker)
 

@@ -67,10 +67,9 @@ extension VisionTests {
             }
         }
 
-        /// With OpenBLAS at 1 thread, as the extract stage runs the network, every sgemm call
-        /// is the same whatever the workers, so this holds on any machine (OpenBLAS's own
-        /// results may depend on its thread count: they do on AMD Zen). 3 workers split the
-        /// tiles unevenly.
+        /// Every sgemm call is single-threaded and the same whatever the workers, so this
+        /// holds on any machine (OpenBLAS's own results may depend on its thread count: they
+        /// do on AMD Zen). 3 workers split the tiles unevenly.
         @Test("the same bytes for 1, 2 or 3 workers", arguments: ["small", "lite0"])
         func workerInvariance(_ name: String) throws {
             let (data, frames, cases) = try Self.cases(name)
@@ -90,13 +89,9 @@ extension VisionTests {
         func concurrentCalls() async throws {
             let data = try TestNets.random("small")
             let net = try ConvNet(path: data.weights, framesPerPass: 4)
-            let blasThreads = BLAS.threads
-            BLAS.setThreads(1)  // as withCNNWorkers(2), which takes no async body
-            Parallel.setThreads(2)
-            defer {
-                Parallel.setThreads(nil)
-                BLAS.setThreads(blasThreads)
-            }
+            let previous = BLAS.threads
+            BLAS.setThreads(2)  // as withCNNWorkers(2), which takes no async body
+            defer { BLAS.setThreads(previous) }
             let want = net.features(data.frames)
             try await withThrowingTaskGroup(of: [Float].self) { group in
                 for _ in 0..<4 { group.addTask { net.features(data.frames) } }

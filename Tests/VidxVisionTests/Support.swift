@@ -120,16 +120,12 @@ struct EditableNet {
     }
 }
 
-/// Runs `body` the way the extract stage runs the CNN: OpenBLAS at 1 thread and `workers`
-/// ``Parallel`` threads; restores both afterwards (Parallel to following OpenBLAS).
+/// Runs `body` on `workers` threads (``BLAS/setThreads(_:)``), as the extract stage runs
+/// the CNN; restores the previous count afterwards.
 func withCNNWorkers<T>(_ workers: Int, _ body: () throws -> T) rethrows -> T {
     let previous = BLAS.threads
-    BLAS.setThreads(1)
-    Parallel.setThreads(workers)
-    defer {
-        Parallel.setThreads(nil)
-        BLAS.setThreads(previous)
-    }
+    BLAS.setThreads(workers)
+    defer { BLAS.setThreads(previous) }
     return try body()
 }
 
