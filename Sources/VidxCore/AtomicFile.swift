@@ -13,6 +13,12 @@ public struct FileWriteError: Error, CustomStringConvertible, Sendable {
     public let operation: String
     public let errno: Int32
 
+    public init(path: String, operation: String, errno: Int32) {
+        self.path = path
+        self.operation = operation
+        self.errno = errno
+    }
+
     public var description: String {
         "\(path): \(operation) failed: \(String(cString: strerror(errno)))"
     }
@@ -21,23 +27,60 @@ public struct FileWriteError: Error, CustomStringConvertible, Sendable {
 /// Writes whole files so that a reader never sees a partial one: the bytes go to a
 /// temporary name in the same directory, are fsynced, renamed over the destination,
 /// and the directory is fsynced so the rename survives a crash.
+///
+/// Temporary names are `.<name>.tmp-<pid>-<random>` beside the destination
+/// (`isTemporaryName` recognises them), so a run killed mid-write leaves at most such a
+/// file, never a partial destination.
 public enum AtomicFile {
-    /// Writes `bytes` to `path` atomically, replacing any existing file.
-    /// - Throws: `FileWriteError` naming the path and the failed call; the destination
-    ///   is untouched and the temporary file removed on failure.
-    public static func write(_ bytes: UnsafeRawBufferPointer, to path: String) throws {
-        let dir = (path as NSString).deletingLastPathComponent
+    /// A file written and fsynced under its temporary name, not yet visible at `path`.
+    /// `commit()` renames it into place; `discard()` (or dropping it uncommitted) removes it.
+    public final class Staged {
+        public let path: String
+        let temporary: String
+        private var done = false
+
+        init(path: String, temporary: String) {
+            self.path = path
+            self.temporary = temporary
+        }
+
+        /// Renames the staged file over `path` and fsyncs the directory.
+        /// - Throws: `FileWriteError` (the staged file is then removed).
+        public func commit() throws {
+            precondition(!done, "a staged file is committed or discarded once")
+            done = true
+            if rename(temporary, path) != 0 {
+                let e = errno
+                unlink(temporary)
+                throw FileWriteError(path: path, operation: "rename", errno: e)
+            }
+            AtomicFile.syncDirectory(AtomicFile.directory(of: path))
+        }
+
+        /// Removes the staged file; `path` is untouched.
+        public func discard() {
+            guard !done else { return }
+            done = true
+            unlink(temporary)
+        }
+
+        deinit { discard() }
+    }
+
+    /// Writes `bytes` to a temporary name beside `path` and fsyncs it, without making it
+    /// visible: see `Staged`. Use it to publish several files together (`commit(_:)`).
+    /// - Throws: `FileWriteError`; nothing is left behind on failure.
+    public static func stage(_ bytes: UnsafeRawBufferPointer, to path: String) throws -> Staged {
+        let dir = directory(of: path)
         let base = (path as NSString).lastPathComponent
-        let tmp = (dir.isEmpty ? "." : dir) + "/.\(base).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let tmp = dir + "/.\(base).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw FileWriteError(path: path, operation: "create temporary file", errno: errno) }
         var ok = false
-        defer {
-            if !ok { unlink(tmp) }
-        }
+        defer { if !ok { unlink(tmp) } }
         var offset = 0
         while offset < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            let n = systemWrite(fd, bytes.baseAddress! + offset, bytes.count - offset)
             if n < 0 {
                 if errno == EINTR { continue }
                 let e = errno
@@ -52,9 +95,34 @@ public enum AtomicFile {
             throw FileWriteError(path: path, operation: "fsync", errno: e)
         }
         if close(fd) != 0 { throw FileWriteError(path: path, operation: "close", errno: errno) }
-        if rename(tmp, path) != 0 { throw FileWriteError(path: path, operation: "rename", errno: errno) }
         ok = true
-        syncDirectory(dir.isEmpty ? "." : dir)
+        return Staged(path: path, temporary: tmp)
+    }
+
+    /// Stages `data`; see `stage(_:to:)`.
+    public static func stage(_ data: Data, to path: String) throws -> Staged {
+        try data.withUnsafeBytes { try stage($0, to: path) }
+    }
+
+    /// Commits staged files in order. Stage every file first (that is where a full disk
+    /// fails), then commit: a reader then sees either none of the new files or, once the
+    /// last is committed, all of them. Put the file whose presence means "done" last.
+    /// - Throws: the first `FileWriteError`; the files not yet committed are discarded.
+    public static func commit(_ files: [Staged]) throws {
+        var i = 0
+        defer { for f in files[i...] { f.discard() } }
+        while i < files.count {
+            let f = files[i]
+            i += 1
+            try f.commit()
+        }
+    }
+
+    /// Writes `bytes` to `path` atomically, replacing any existing file.
+    /// - Throws: `FileWriteError` naming the path and the failed call; the destination
+    ///   is untouched and the temporary file removed on failure.
+    public static func write(_ bytes: UnsafeRawBufferPointer, to path: String) throws {
+        try stage(bytes, to: path).commit()
     }
 
     /// Writes `data` to `path` atomically. See `write(_:to:)`.
@@ -67,12 +135,26 @@ public enum AtomicFile {
         try write(Data(text.utf8), to: path)
     }
 
-    /// Creates `path` and its parents if needed.
+    /// Whether `name` (a file name, not a path) is a temporary name `stage` makes.
+    public static func isTemporaryName(_ name: String) -> Bool {
+        name.hasPrefix(".") && name.contains(".tmp-")
+    }
+
+    /// Creates `path` and its parents if needed (mode 0755).
+    /// - Throws: `FileWriteError` with the errno of the `mkdir` that failed, naming the
+    ///   directory it could not create (which may be a parent of `path`).
     public static func makeDirectory(_ path: String) throws {
-        do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        } catch {
-            throw FileWriteError(path: path, operation: "create directory", errno: EACCES)
+        var st = stat()
+        if stat(path, &st) == 0 {
+            guard (st.st_mode & S_IFMT) == S_IFDIR else {
+                throw FileWriteError(path: path, operation: "create directory", errno: EEXIST)
+            }
+            return
+        }
+        let parent = (path as NSString).deletingLastPathComponent
+        if !parent.isEmpty && parent != path && parent != "/" { try makeDirectory(parent) }
+        if mkdir(path, 0o755) != 0 && errno != EEXIST {
+            throw FileWriteError(path: path, operation: "create directory", errno: errno)
         }
     }
 
@@ -83,4 +165,14 @@ public enum AtomicFile {
         _ = fsync(fd)
         close(fd)
     }
+
+    static func directory(of path: String) -> String {
+        let dir = (path as NSString).deletingLastPathComponent
+        return dir.isEmpty ? "." : dir
+    }
+}
+
+/// `write(2)`, named apart from `AtomicFile.write`.
+private func systemWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
+    write(fd, buffer, count)
 }

@@ -138,17 +138,15 @@ public final class SafeTensorsFile: @unchecked Sendable {
         func failure(_ operation: String, _ code: Int32) -> SafeTensorsError {
             SafeTensorsError(.unreadable, path: path, "\(operation) failed: \(String(cString: strerror(code)))")
         }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw failure("open", errno) }
-        defer { close(fd) }   // the mapping outlives the descriptor
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw failure("fstat", errno) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw SafeTensorsError(.unreadable, path: path, "not a regular file")
+        // Opened without blocking and refused unless regular: a FIFO would block here.
+        let fd: Int32, size: Int
+        do { (fd, size) = try InputFiles.openRegular(path) } catch let e as StageFileError {
+            throw SafeTensorsError(.unreadable, path: path, e.message)
         }
-        guard let size = Int(exactly: st.st_size), size >= 8 else {
+        defer { close(fd) }   // the mapping outlives the descriptor
+        guard size >= 8 else {
             throw SafeTensorsError(.truncated, path: path,
-                                   "file is \(st.st_size) bytes, shorter than the 8-byte header length field")
+                                   "file is \(size) bytes, shorter than the 8-byte header length field")
         }
         let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
         guard let base, base != UnsafeMutableRawPointer(bitPattern: -1) else { throw failure("mmap", errno) }
@@ -232,6 +230,20 @@ struct SafeTensorsHeader {
                            "data_offsets \(offsetsText(info.byteRange)) overlap those of tensor '\(previous.name)' \(offsetsText(previous.byteRange))")
             }
             if furthest.map({ info.byteRange.upperBound > $0.byteRange.upperBound }) ?? true { furthest = info }
+        }
+        // As the format (and the HF library) requires: the tensors cover the data section
+        // exactly, back to back, with no gap and nothing after the last one.
+        var covered = 0
+        for info in ranged {
+            guard info.byteRange.lowerBound == covered else {
+                throw fail(.unusedBytes, info.name,
+                           "data_offsets \(offsetsText(info.byteRange)) leave bytes [\(covered), \(info.byteRange.lowerBound)] of the data section unused")
+            }
+            covered = info.byteRange.upperBound
+        }
+        guard covered == dataCount else {
+            throw fail(.unusedBytes, nil,
+                       "the tensors end at byte \(covered) of the data section, but it holds \(dataCount) bytes: trailing bytes after the last tensor (corrupt or appended to)")
         }
     }
 

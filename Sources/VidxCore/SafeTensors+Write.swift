@@ -109,8 +109,15 @@ public struct SafeTensorsWriter: Sendable {
     /// Writes `serialized()` to `path` via `AtomicFile` (temporary name, fsync, rename).
     /// - Throws: `FileWriteError`; an existing file at `path` is then left as it was.
     public func write(to path: String) throws {
+        try stage(to: path).commit()
+    }
+
+    /// Writes `serialized()` to a temporary name beside `path`, fsynced but not yet
+    /// visible (`AtomicFile.Staged`), for outputs that must appear together.
+    /// - Throws: `FileWriteError`; nothing is left behind.
+    public func stage(to path: String) throws -> AtomicFile.Staged {
         let bytes = serialized()
-        try bytes.withUnsafeBytes { try AtomicFile.write($0, to: path) }
+        return try bytes.withUnsafeBytes { try AtomicFile.stage($0, to: path) }
     }
 }
 

@@ -15,8 +15,9 @@
 // What this implementation adds to the format's own rules:
 // - Reader: every tensor is checked before `SafeTensorsFile.init` returns (JSON types,
 //   integer offsets and dims, known dtype, size = product(shape) x dtype size, within the
-//   data section, no two non-empty tensors overlapping). Gaps between tensors and bytes
-//   after the last one are allowed (the HF library rejects them; nothing here needs them).
+//   data section, no two non-empty tensors overlapping). As the HF library, it also
+//   requires the tensors to cover the data section exactly: no gap between them, no byte
+//   after the last one (`unusedBytes`).
 //   Only the dtypes in `TensorDType` are accepted: a file with any other (U16, F8_E4M3,
 //   ...) is refused with `unknownDType`.
 // - Writer: deterministic bytes. "__metadata__" comes first (omitted when empty), then the
@@ -78,6 +79,9 @@ public struct SafeTensorsError: Error, CustomStringConvertible, Sendable, Equata
         case outOfBounds
         /// Two non-empty tensors share bytes.
         case overlapping
+        /// Bytes of the data section that no tensor covers: a gap between tensors, or
+        /// trailing bytes after the last one.
+        case unusedBytes
         /// The caller asked for a tensor the file does not have.
         case missingTensor
         /// The caller asked for a dtype the tensor does not have.

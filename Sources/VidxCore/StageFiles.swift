@@ -12,8 +12,11 @@ public struct VideoRecord: Codable, Sendable, Equatable {
     }
     public var id: String
     public var contentHash: String
-    /// `ok`, `partial` or `failed`.
+    /// `ok`, `partial` or `failed` (`statuses`).
     public var status: String
+
+    /// Every status a video record may have.
+    public static let statuses = ["ok", "partial", "failed"]
     public var error: ErrorInfo?
 
     public init(id: String, contentHash: String = "", status: String = "ok", error: ErrorInfo? = nil) {
@@ -80,8 +83,12 @@ public struct FeaturesFile: Sendable {
         let meta = file.metadata
         try StageFiles.checkFormat(meta, path: path, format: FeaturesFile.format, version: FeaturesFile.version)
         bundleFingerprint = meta["bundle_fingerprint"] ?? ""
-        extractors = try StageFiles.decode([String: String].self, meta["extractors"] ?? "{}", key: "extractors", path: path)
+        guard let extractorsText = meta["extractors"] else {
+            throw StageFileError(path: path, message: "metadata 'extractors' is missing: every features file names the extractor of each expert (Schemas/features.md)")
+        }
+        extractors = try StageFiles.decode([String: String].self, extractorsText, key: "extractors", path: path)
         videos = try StageFiles.decode([VideoRecord].self, meta["videos"] ?? "", key: "videos", path: path)
+        try StageFiles.check(videos, path: path)
     }
 
     /// Lets the OS drop the file's pages already read from this process's resident memory
@@ -152,8 +159,10 @@ public struct CodesFile: Sendable {
     public let videos: [VideoRecord]
     /// N x levels x subspaces, row-major.
     public let codes: [UInt8]
-    /// N x levels x hidden, when stored.
+    /// N x levels x hidden, when stored; finite for every video that did not fail.
     public let embeddings: [Float]?
+    /// The stored embeddings' width (hidden), when stored.
+    public let embeddingWidth: Int?
 
     public init(path: String) throws {
         self.path = path
@@ -172,14 +181,42 @@ public struct CodesFile: Sendable {
         subspaces = try int("subspaces")
         codewords = try int("codewords")
         videos = try StageFiles.decode([VideoRecord].self, meta["videos"] ?? "", key: "videos", path: path)
-        codes = try file.uint8s("codes", shape: [videos.count, levels, subspaces])
+        try StageFiles.check(videos, path: path)
+        let codes = try file.uint8s("codes", shape: [videos.count, levels, subspaces])
+        let (levels, subspaces, codewords, videos) = (levels, subspaces, codewords, videos)
+        if let bad = codes.firstIndex(where: { Int($0) >= codewords }) {
+            throw StageFileError(path: path, message: "code \(codes[bad]) of video \(bad / (levels * subspaces)) is not below K = \(codewords)")
+        }
+        self.codes = codes
         if let info = file.info("embeddings") {
-            guard info.shape.count == 3, info.shape[0] == videos.count, info.shape[1] == levels else {
+            guard info.shape.count == 3, info.shape[0] == videos.count, info.shape[1] == levels, info.shape[2] > 0 else {
                 throw StageFileError(path: path, message: "tensor 'embeddings' has shape \(info.shape), expected (\(videos.count), \(levels), hidden)")
             }
-            embeddings = try file.floats("embeddings")
+            let values = try file.floats("embeddings")
+            let hidden = info.shape[2]
+            for (i, v) in videos.enumerated() where v.status != "failed" {
+                let row = values[(i * levels * hidden)..<((i + 1) * levels * hidden)]
+                if let bad = row.firstIndex(where: { !$0.isFinite }) {
+                    throw StageFileError(path: path, message: "video '\(v.id)': embedding value \(values[bad]) at level \((bad - i * levels * hidden) / hidden) is not finite")
+                }
+            }
+            embeddings = values
+            embeddingWidth = hidden
         } else {
             embeddings = nil
+            embeddingWidth = nil
+        }
+    }
+
+    /// Checks the file's shape against a bundle's: levels, M, K and, when the file holds
+    /// embeddings, their width (the bundle's hidden size).
+    /// - Throws: `StageFileError` naming the file and both shapes.
+    public func checkShape(levels: Int, subspaces: Int, codewords: Int, hidden: Int) throws {
+        guard self.levels == levels, self.subspaces == subspaces, self.codewords == codewords else {
+            throw StageFileError(path: path, message: "codes shape \(self.levels) levels x \(self.subspaces) sub-spaces (K \(self.codewords)) differs from the bundle's \(levels) x \(subspaces) (K \(codewords))")
+        }
+        if let width = embeddingWidth, width != hidden {
+            throw StageFileError(path: path, message: "tensor 'embeddings' is \(width) wide, the bundle's hidden size is \(hidden)")
         }
     }
 
@@ -212,6 +249,24 @@ enum StageFiles {
         }
         guard v <= version else {
             throw StageFileError(path: path, message: "format_version \(v) is newer than this build reads (\(version)): upgrade vidx")
+        }
+    }
+
+    /// The rules every features and codes file's `videos` list follows: ids valid and
+    /// unique by their UTF-8 bytes (`ExternalID`), statuses `ok`, `partial` or `failed`.
+    static func check(_ videos: [VideoRecord], path: String) throws {
+        var seen = Set<ExternalID>()
+        seen.reserveCapacity(videos.count)
+        for (i, v) in videos.enumerated() {
+            if let problem = ExternalID.problem(v.id) {
+                throw StageFileError(path: path, message: "video \(i): \(problem)")
+            }
+            guard VideoRecord.statuses.contains(v.status) else {
+                throw StageFileError(path: path, message: "video '\(v.id)': status '\(v.status)' is not one of \(VideoRecord.statuses.joined(separator: ", "))")
+            }
+            guard seen.insert(ExternalID(v.id)).inserted else {
+                throw StageFileError(path: path, message: "video '\(v.id)' appears twice (video \(i)): ids are unique within a file")
+            }
         }
     }
 

@@ -31,13 +31,7 @@ public enum Python {
         env["PYTHONPATH"] = [root + "/Pipelines/models", root + "/Pipelines/tools", root + "/Tests/Reference"]
             .joined(separator: ":")
         p.environment = env
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
+        let (o, e) = try runCollecting(p)
         guard p.terminationStatus == 0 else {
             throw TestDataError(message: "python3 \(args.prefix(2).joined(separator: " ")) failed: \(String(decoding: e, as: UTF8.self))")
         }
@@ -61,15 +55,30 @@ public func runTool(_ name: String, _ args: [String]) throws -> (status: Int32, 
     let p = Process()
     p.executableURL = URL(fileURLWithPath: path)
     p.arguments = args
+    p.standardInput = FileHandle.nullDevice
+    let (o, e) = try runCollecting(p)
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
+
+/// Runs `p` to its end, draining its standard output and standard error at the same time
+/// (reading one to its end first deadlocks once the other fills its pipe).
+public func runCollecting(_ p: Process) throws -> (stdout: Data, stderr: Data) {
     let out = Pipe(), err = Pipe()
     p.standardOutput = out
     p.standardError = err
-    p.standardInput = FileHandle.nullDevice
     try p.run()
+    nonisolated(unsafe) var e = Data()
+    let group = DispatchGroup()
+    group.enter()
+    let reader = Thread {
+        e = err.fileHandleForReading.readDataToEndOfFile()
+        group.leave()
+    }
+    reader.start()
     let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
     p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    return (o, e)
 }
 
 /// A fresh directory for one test process, removed when the process exits.

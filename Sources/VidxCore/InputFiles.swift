@@ -1,0 +1,134 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Opening input files without trusting what the path names.
+///
+/// A FIFO blocks `open(2)` until a writer appears and a device may never end, so every
+/// reader of the package opens with `O_NONBLOCK` (which returns at once for a FIFO) and
+/// refuses anything `fstat` does not call a regular file before it reads a byte. The
+/// decode stage applies the same rule to videos.
+public enum InputFiles {
+    /// Opens `path` read-only if it is a regular file.
+    /// - Returns: the descriptor (the caller closes it) and the file's size in bytes.
+    /// - Throws: `StageFileError` naming the path: missing, unreadable, or not a regular
+    ///   file (a directory, pipe, socket or device).
+    public static func openRegular(_ path: String) throws -> (fd: Int32, size: Int) {
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
+            let e = errno
+            throw StageFileError(path: path, message: e == ENOENT ? "no such file" : "cannot open: \(String(cString: strerror(e)))")
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let e = errno
+            close(fd)
+            throw StageFileError(path: path, message: "cannot stat: \(String(cString: strerror(e)))")
+        }
+        let type = st.st_mode & S_IFMT
+        guard type == S_IFREG else {
+            close(fd)
+            let what = type == S_IFDIR ? "a directory" : type == S_IFIFO ? "a pipe (FIFO)"
+                : type == S_IFSOCK ? "a socket" : "a device"
+            throw StageFileError(path: path, message: "is \(what), not a regular file")
+        }
+        // Regular files ignore O_NONBLOCK; clear it anyway so reads behave as documented.
+        let flags = fcntl(fd, F_GETFL)
+        if flags >= 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
+        return (fd, Int(st.st_size))
+    }
+
+    /// Reads the whole of the regular file at `path`.
+    /// - Parameter maxBytes: refuse a larger file before reading it.
+    /// - Throws: `StageFileError` (see `openRegular`), also when the file is over `maxBytes`
+    ///   or a read fails.
+    public static func read(_ path: String, maxBytes: Int = 1 << 30) throws -> Data {
+        let (fd, size) = try openRegular(path)
+        defer { close(fd) }
+        guard size <= maxBytes else {
+            throw StageFileError(path: path, message: "is \(size) bytes, over the limit of \(maxBytes) for this kind of file")
+        }
+        var data = Data(count: size)
+        var filled = 0
+        try data.withUnsafeMutableBytes { (buffer: UnsafeMutableRawBufferPointer) in
+            while filled < size {
+                let n = systemRead(fd, buffer.baseAddress! + filled, size - filled)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw StageFileError(path: path, message: "read failed: \(String(cString: strerror(errno)))")
+                }
+                if n == 0 { break }  // shrank while being read
+                filled += n
+            }
+        }
+        if filled < size { data.removeSubrange(filled...) }
+        return data
+    }
+}
+
+/// `read(2)`, named apart from `InputFiles.read`.
+private func systemRead(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int {
+    read(fd, buffer, count)
+}
+
+/// JSON Lines (one JSON value per line), as the work units, import lists and deletion
+/// lists are written: lines end in LF or CRLF, blank lines are skipped.
+public enum JSONLines {
+    /// The non-blank lines of `data` with their 1-based line numbers, without the line
+    /// terminator (LF, or CR LF) and without surrounding spaces and tabs.
+    public static func lines(_ data: Data) -> [(number: Int, text: Substring)] {
+        var out: [(number: Int, text: Substring)] = []
+        let text = String(decoding: data, as: UTF8.self)
+        // Split on the LF scalar, not on Character: "\r\n" is one Character in Swift.
+        var number = 0
+        for piece in text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false) {
+            number += 1
+            var line = Substring(piece)
+            if line.unicodeScalars.last == "\r" { line = Substring(line.unicodeScalars.dropLast()) }
+            let trimmed = line.trimmingCharacters(in: CharacterSet(charactersIn: " \t"))
+            if trimmed.isEmpty { continue }
+            out.append((number, Substring(trimmed)))
+        }
+        return out
+    }
+}
+
+/// A video's external id as the package compares it: by its UTF-8 bytes.
+///
+/// One identity rule holds in every stage: two ids are the same video only if their UTF-8
+/// bytes are equal. There is no Unicode normalisation: `café` written with a precomposed
+/// `é` (NFC) and with `e` + combining accent (NFD) are two videos, as they are in the
+/// index, whose 64-bit ids hash the bytes. (Swift's `String ==` compares canonical
+/// equivalence, so sets and dictionaries of ids use this key instead.)
+public struct ExternalID: Hashable, Sendable, CustomStringConvertible {
+    public let string: String
+
+    public init(_ string: String) { self.string = string }
+
+    public static func == (a: ExternalID, b: ExternalID) -> Bool {
+        a.string.utf8.elementsEqual(b.string.utf8)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        for byte in string.utf8 { hasher.combine(byte) }
+    }
+
+    public var description: String { string }
+
+    /// The longest external id the specifications allow, in Unicode scalars (JSON Schema's
+    /// `maxLength` counts code points).
+    public static let maxLength = 4096
+
+    /// What is wrong with `id` as an external id (empty, or over `maxLength`), or nil.
+    public static func problem(_ id: String) -> String? {
+        if id.isEmpty { return "the id is empty" }
+        let length = id.unicodeScalars.count
+        if length > maxLength { return "the id is \(length) characters long, over the limit of \(maxLength)" }
+        return nil
+    }
+}
