@@ -140,22 +140,27 @@ public enum AtomicFile {
         name.hasPrefix(".") && name.contains(".tmp-")
     }
 
-    /// Creates `path` and its parents if needed (mode 0755).
-    /// - Throws: `FileWriteError` with the errno of the `mkdir` that failed, naming the
-    ///   directory it could not create (which may be a parent of `path`).
+    /// Creates `path` and its parents if needed (mode 0755), as `mkdir -p` does.
+    /// - Throws: `FileWriteError` naming `path` with the errno of the `mkdir` that failed
+    ///   (`ENOTDIR` when a parent is a file, `EEXIST` when `path` is one, `EACCES`, ...).
     public static func makeDirectory(_ path: String) throws {
-        var st = stat()
-        if stat(path, &st) == 0 {
-            guard (st.st_mode & S_IFMT) == S_IFDIR else {
-                throw FileWriteError(path: path, operation: "create directory", errno: EEXIST)
+        if mkdir(path, 0o755) == 0 { return }
+        var e = errno
+        if e == ENOENT {
+            let parent = (path as NSString).deletingLastPathComponent
+            if !parent.isEmpty && parent != path {
+                do { try makeDirectory(parent) } catch let p as FileWriteError {
+                    throw FileWriteError(path: path, operation: "create directory", errno: p.errno)
+                }
+                if mkdir(path, 0o755) == 0 { return }
+                e = errno
             }
-            return
         }
-        let parent = (path as NSString).deletingLastPathComponent
-        if !parent.isEmpty && parent != path && parent != "/" { try makeDirectory(parent) }
-        if mkdir(path, 0o755) != 0 && errno != EEXIST {
-            throw FileWriteError(path: path, operation: "create directory", errno: errno)
+        if e == EEXIST {
+            var st = stat()
+            if stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { return }
         }
+        throw FileWriteError(path: path, operation: "create directory", errno: e)
     }
 
     /// fsyncs a directory, so that renames and new entries in it survive a crash.

@@ -38,11 +38,19 @@ public enum SHA256Digest {
     }
 
     /// The 32-byte digest of the file at `path`, read in 1 MiB chunks.
+    /// Only a regular file is read: a FIFO would block, a device might never end.
     /// - Throws: `FileReadError` naming the path and the failed call (open, read).
     public static func raw(fileAt path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { throw FileReadError(path: path, operation: "open", errno: errno) }
         defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw FileReadError(path: path, operation: "fstat", errno: errno) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            let dir = (st.st_mode & S_IFMT) == S_IFDIR
+            throw FileReadError(path: path, operation: "open (not a regular file)", errno: dir ? EISDIR : EINVAL)
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: fileChunkBytes, alignment: 16)
         defer { buffer.deallocate() }
         var hasher = SHA256()

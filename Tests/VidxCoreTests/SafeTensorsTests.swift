@@ -439,6 +439,9 @@ struct HandBuiltFile {
             d("entry missing shape", .badEntry, "beta", v.bytesReplacing(#""shape":[4],"#, with: "")),
             d("entry missing data_offsets", .badEntry, "gamma", v.bytesReplacing(#","data_offsets":[28,44]"#, with: "")),
             d("data section truncated", .outOfBounds, "gamma", Array(good.dropLast(5))),
+            d("bytes after the last tensor", .unusedBytes, nil, good + [0, 0, 0, 0]),
+            d("a gap between tensors", .unusedBytes, "gamma",
+              { var f = v; f.entries.removeAll { $0.name == "beta" }; return f.bytes() }()),
         ]
         out.append(SafeTensorsDefect(description: "header over a small cap", kind: .headerTooLarge, tensor: nil,
                                      bytes: good, maxHeaderBytes: 16))
