@@ -1,11 +1,11 @@
 // swift-tools-version:6.1
 // The production indexer for text-to-video retrieval (HCQ). One folder per target;
 // C only in C* targets; one thin executable per pipeline stage.
+// Linux only (built and tested on Debian 12): no platform is claimed that is not tested.
 import PackageDescription
 
 let package = Package(
     name: "vidx",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "vidx-decode", targets: ["vidx-decode"]),
         .executable(name: "vidx-encode", targets: ["vidx-encode"]),
