@@ -11,7 +11,7 @@ BIN = .build/$(CONFIG)
 # Debian packages the project needs: FFmpeg's libraries and command-line tool (tests
 # and benchmarks generate their clips with it), OpenBLAS, pkg-config, GNU time.
 APT_PACKAGES = libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev \
-               ffmpeg libopenblas-dev pkg-config time
+               ffmpeg libopenblas-dev pkg-config time strace
 PIP_PACKAGES = numpy jsonschema pytest
 
 .PHONY: all setup build test demo models bench-decode bench-encode bench-search bench-extract fuzz-shard clean

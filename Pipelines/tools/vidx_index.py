@@ -468,6 +468,9 @@ class Shard:
         if n and np.any(offs[1:] < offs[:-1]):
             i = int(np.argmax(offs[1:] < offs[:-1]))
             raise self._err("bad_content", f"external_ids: offsets decrease at {i + 1}", "external_ids")
+        if n and np.any(offs[1:] == offs[:-1]):
+            i = int(np.argmax(offs[1:] == offs[:-1]))
+            raise self._err("bad_content", f"external_ids: row {i}: the external id is empty", "external_ids")
         blob_start = e["offset"] + 8 * (n + 1)
         self._ext_offsets = offs
         self._blob = bytes(self._u8[blob_start:blob_start + blob_len])

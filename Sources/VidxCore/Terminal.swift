@@ -13,6 +13,9 @@ public enum StageExit {
     public static let usage: Int32 = 2
     /// The run finished, but some inputs failed (or were only partly processed).
     public static let someFailed: Int32 = 3
+    /// A safety check refused to publish (vidx-shard): nothing changed, the live index is
+    /// as it was. Not retried blindly: the message says what to look at.
+    public static let refused: Int32 = 4
 }
 
 /// Writes to standard error without buffering surprises.

@@ -22,8 +22,18 @@ public enum Codebooks {
     }
 
     /// Reads the file and checks it against the manifest.
+    /// Reads the file and checks it against the manifest: its size and SHA-256 first (a
+    /// changed byte would change every score silently), then format, fingerprint, shape.
     public static func read(path: String, manifest: IndexManifest) throws -> [Float] {
         let file = try SafeTensorsFile(path: path)
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? -1
+        guard size == manifest.codebooks.bytes else {
+            throw IndexError(path: path, "\(size) bytes, the manifest says \(manifest.codebooks.bytes)")
+        }
+        let digest = try SHA256Digest.hex(fileAt: path)
+        guard digest == manifest.codebooks.sha256 else {
+            throw IndexError(path: path, "SHA-256 \(digest), the manifest says \(manifest.codebooks.sha256): the codebooks changed since the generation was published")
+        }
         guard file.metadata["format"] == format else {
             throw IndexError(path: path, "not a codebooks file (metadata format is '\(file.metadata["format"] ?? "absent")')")
         }

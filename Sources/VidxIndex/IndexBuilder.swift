@@ -35,6 +35,38 @@ public struct IndexShape: Sendable, Equatable {
     }
 }
 
+/// The checks that keep a run from replacing the live index with a damaged one.
+///
+/// Whatever the policy, a generation with no live video is never published. Beyond that,
+/// a run may not drop more than `maxShrink` of the live generation's videos (videos live
+/// there and not live in the new generation: deleted, or left out of a rebuild) unless
+/// `allowShrink` is set.
+public struct PublishPolicy: Sendable, Equatable {
+    /// The largest share (0...1) of the live generation's videos a run may drop.
+    public var maxShrink: Double
+    /// Publish however many videos the run drops (but never an empty generation).
+    public var allowShrink: Bool
+
+    public static let defaultMaxShrink = 0.10
+
+    public init(maxShrink: Double = PublishPolicy.defaultMaxShrink, allowShrink: Bool = false) {
+        self.maxShrink = maxShrink
+        self.allowShrink = allowShrink
+    }
+}
+
+/// A run that a safety check stopped before it published anything: `CURRENT` and every
+/// generation are as they were.
+public struct PublishRefusal: Error, CustomStringConvertible, Sendable, Equatable {
+    public let index: String
+    public let message: String
+    public init(index: String, _ message: String) {
+        self.index = index
+        self.message = message
+    }
+    public var description: String { "\(index): refused: \(message)" }
+}
+
 /// The outcome of a `vidx-shard` run.
 public struct PublishResult: Sendable {
     /// The new live generation, or nil when there was nothing to change (append with no
@@ -44,6 +76,8 @@ public struct PublishResult: Sendable {
     public var unchanged: Int
     /// External ids asked for deletion that are not live in the parent.
     public var notFound: [String]
+    /// Live videos of the parent generation that the new one no longer holds.
+    public var dropped: Int = 0
 }
 
 /// Writes index generations: a fresh build, a nightly append (delta shards and
@@ -51,22 +85,63 @@ public struct PublishResult: Sendable {
 ///
 /// Every run writes a complete new generation under a temporary name, fsyncs it, renames
 /// it to `gNNNNNN` and only then switches `CURRENT` (temporary name, fsync, rename). An
-/// interrupted run leaves the previous generation live and intact; its temporary
-/// directory is removed by the next run. Runs on the same index are serialised with a
-/// lock file (`INDEX/.lock`); a second concurrent run fails at once.
+/// interrupted run leaves the previous generation live and intact. Runs on the same index
+/// are serialised with a lock file (`INDEX/.lock`); a second concurrent run fails at once.
+///
+/// Each run starts, under the lock, by removing what interrupted runs left (see
+/// `removeLeftovers`): temporary names, and generations that are neither `CURRENT` nor
+/// one of its ancestors. The new generation is numbered one more than `CURRENT`'s, so
+/// numbers are consecutive along the live chain. Before anything is written, the
+/// `PublishPolicy` checks run: a refusal (`PublishRefusal`) leaves the index untouched.
 public enum IndexBuilder {
     /// Builds a fresh generation (no parent shards) from `entries` into `shards` base shards.
-    /// - Throws: `IndexError` for duplicate or colliding ids, or a write failure.
+    /// The generation `CURRENT` named (if any) is recorded as the parent; the videos live
+    /// there and absent from `entries` count as dropped for `policy`.
+    /// - Parameter note: receives one line per leftover removed.
+    /// - Throws: `PublishRefusal`, `IndexError` for duplicate or colliding ids, or a write failure.
     public static func build(index: String, shape: IndexShape, codebooks: [Float], entries: [IndexEntry],
-                             inputs: [IndexManifest.Input], shards: Int, tool: IndexManifest.Tool) throws -> PublishResult {
-        try withLock(index) {
+                             inputs: [IndexManifest.Input], shards: Int, tool: IndexManifest.Tool,
+                             policy: PublishPolicy = PublishPolicy(),
+                             note: (String) -> Void = { _ in }) throws -> PublishResult {
+        try withLock(index, note: note) { live in
             let unique = try deduplicate(entries, path: index)
+            var dropped = 0
+            var parentLive: (name: String, live: Int)? = nil
+            if let live {
+                do {
+                    let parent = try IndexGeneration(indexDirectory: index, generation: live)
+                    let fresh = Set(unique.map(\.entry.id))
+                    for (s, r) in parent.liveEntries() where !fresh.contains(parent.shards[s].ids[r]) { dropped += 1 }
+                    parentLive = (live, parent.counts.live)
+                } catch {
+                    if !policy.allowShrink {
+                        throw PublishRefusal(index: index, "the live generation \(live) cannot be read (\(error)), so how many of its videos this build would drop cannot be checked; nothing published, CURRENT unchanged. Pass --allow-shrink to replace it anyway")
+                    }
+                }
+            }
+            try check(policy, index: index, mode: "build", parent: parentLive, dropped: dropped, live: unique.count)
             let planned = try plan(unique, tombstones: [], shape: shape, count: shards, kind: "base", sequence: 0)
             let config = IndexManifest.Config(mode: "build", shards: shards, inputs: sortedInputs(inputs), deletedIDs: nil)
-            let parent = try? IndexGeneration.currentName(indexDirectory: index)
-            let manifest = try publish(index: index, parent: parent, shape: shape, codebooks: codebooks,
+            let manifest = try publish(index: index, parent: live, shape: shape, codebooks: codebooks,
                                        kept: [], planned: planned, config: config, tool: tool)
-            return PublishResult(manifest: manifest, unchanged: 0, notFound: [])
+            return PublishResult(manifest: manifest, unchanged: 0, notFound: [], dropped: dropped)
+        }
+    }
+
+    /// Refuses what `policy` forbids: an empty generation, or one that drops more than
+    /// `policy.maxShrink` of the parent's live videos without `allowShrink`.
+    static func check(_ policy: PublishPolicy, index: String, mode: String, parent: (name: String, live: Int)?,
+                      dropped: Int, live: Int) throws {
+        let unchanged = parent.map { "CURRENT still names \($0.name)" } ?? "no generation published"
+        if live == 0 {
+            throw PublishRefusal(index: index, "the new generation would hold no live video; \(unchanged). An empty index is never published (remove the index directory to start over)")
+        }
+        guard let parent, parent.live > 0, dropped > 0, !policy.allowShrink else { return }
+        let share = Double(dropped) / Double(parent.live)
+        if share > policy.maxShrink {
+            throw PublishRefusal(index: index, String(
+                format: "this %@ would drop %d of the %d videos live in %@ (%.1f %%, over the limit of %.1f %%, --max-shrink %g); %@. Pass --allow-shrink if that is intended",
+                mode, dropped, parent.live, parent.name, 100 * share, 100 * policy.maxShrink, policy.maxShrink, unchanged))
         }
     }
 
@@ -76,9 +151,13 @@ public enum IndexBuilder {
     /// - Parameter shards: the number of delta shards (default: the parent's base shard count).
     public static func append(index: String, shape: IndexShape, codebooks: [Float], entries: [IndexEntry],
                               deletions: [String], inputs: [IndexManifest.Input], shards: Int?,
-                              tool: IndexManifest.Tool) throws -> PublishResult {
-        try withLock(index) {
-            let parent = try IndexGeneration(indexDirectory: index)
+                              tool: IndexManifest.Tool, policy: PublishPolicy = PublishPolicy(),
+                              note: (String) -> Void = { _ in }) throws -> PublishResult {
+        try withLock(index, note: note) { live in
+            guard let live else {
+                throw IndexError(path: index, "has no live generation (no CURRENT) to append to: build one first")
+            }
+            let parent = try IndexGeneration(indexDirectory: index, generation: live)
             try checkSameBundle(parent.manifest, shape, index: index)
             let unique = try deduplicate(entries, path: index)
             var fresh: [IndexEntry] = []
@@ -92,10 +171,11 @@ public enum IndexBuilder {
                     fresh.append(e)
                 }
             }
-            let freshIDs = Set(fresh.map(\.entry.externalID))
+            let freshIDs = Set(fresh.map { ExternalID($0.entry.externalID) })
             var tombstones: [UInt64] = [], notFound: [String] = []
-            for external in Set(deletions).sorted() {
-                if freshIDs.contains(external) {
+            let listed = Set(deletions.map(ExternalID.init)).map(\.string).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            for external in listed {
+                if freshIDs.contains(ExternalID(external)) {
                     throw IndexError(path: index, "video '\(external)' is both submitted and listed for deletion in the same run")
                 }
                 if parent.locate(externalID: external) != nil {
@@ -107,31 +187,39 @@ public enum IndexBuilder {
             if fresh.isEmpty && tombstones.isEmpty {
                 return PublishResult(manifest: nil, unchanged: unchanged, notFound: notFound)
             }
+            let added = fresh.filter { parent.locate(externalID: $0.entry.externalID) == nil }.count
+            try check(policy, index: index, mode: "append", parent: (parent.name, parent.counts.live),
+                      dropped: tombstones.count, live: parent.counts.live - tombstones.count + added)
             let count = shards ?? parent.manifest.shards.filter { $0.kind == "base" }.first?.shardCount ?? 1
             let sequence = (parent.manifest.shards.map(\.sequence).max() ?? 0) + 1
             let planned = try plan(fresh, tombstones: tombstones, shape: shape, count: count, kind: "delta", sequence: sequence)
             let kept = parent.manifest.shards.map { (record: $0, from: parent.directory + "/" + $0.file) }
             let config = IndexManifest.Config(mode: "append", shards: count, inputs: sortedInputs(inputs),
-                                              deletedIDs: Set(deletions).count)
+                                              deletedIDs: listed.count)
             let manifest = try publish(index: index, parent: parent.name, shape: shape, codebooks: codebooks,
                                        kept: kept, planned: planned, config: config, tool: tool)
-            return PublishResult(manifest: manifest, unchanged: unchanged, notFound: notFound)
+            return PublishResult(manifest: manifest, unchanged: unchanged, notFound: notFound, dropped: tombstones.count)
         }
     }
 
     /// Rewrites the live generation's live entries into fresh base shards, dropping
     /// superseded and deleted entries, without re-encoding.
     /// - Parameter shards: the new shard count (default: the parent's base shard count).
-    public static func compact(index: String, shards: Int?, tool: IndexManifest.Tool) throws -> PublishResult {
-        try withLock(index) {
-            let parent = try IndexGeneration(indexDirectory: index, verifyChecksums: true)
+    public static func compact(index: String, shards: Int?, tool: IndexManifest.Tool,
+                               policy: PublishPolicy = PublishPolicy(),
+                               note: (String) -> Void = { _ in }) throws -> PublishResult {
+        try withLock(index, note: note) { live in
+            guard let live else {
+                throw IndexError(path: index, "has no live generation (no CURRENT) to compact")
+            }
+            let parent = try IndexGeneration(indexDirectory: index, generation: live, verifyChecksums: true)
             let m = parent.manifest
             let shape = IndexShape(bundleFingerprint: m.bundleFingerprint, levels: m.levels, subspaces: m.subspaces,
                                    codewords: m.codewords, dimension: m.dimension)
-            let live = parent.liveEntries()
-            let keepEmbeddings = !live.isEmpty && live.allSatisfy { parent.shards[$0.shard].coarseEmbeddingsF16 != nil }
+            let liveRows = parent.liveEntries()
+            let keepEmbeddings = !liveRows.isEmpty && liveRows.allSatisfy { parent.shards[$0.shard].coarseEmbeddingsF16 != nil }
             let D = m.dimension
-            let entries = live.map { (s, r) -> IndexEntry in
+            let entries = liveRows.map { (s, r) -> IndexEntry in
                 let shard = parent.shards[s]
                 let entry = ShardEntry(id: shard.ids[r], externalID: shard.externalID(at: r),
                                        contentHash: shard.contentHash(at: r), codes: shard.codes(at: r))
@@ -140,6 +228,8 @@ public enum IndexBuilder {
                 return IndexEntry(entry: entry, coarseEmbedding: embedding)
             }
             let count = shards ?? m.shards.filter { $0.kind == "base" }.first?.shardCount ?? 1
+            try check(policy, index: index, mode: "compaction", parent: (parent.name, parent.counts.live),
+                      dropped: parent.counts.live - entries.count, live: entries.count)
             let planned = try plan(entries, tombstones: [], shape: shape, count: count, kind: "base", sequence: 0)
             let config = IndexManifest.Config(mode: "compact", shards: count, inputs: nil, deletedIDs: nil)
             let manifest = try publish(index: index, parent: parent.name, shape: shape, codebooks: parent.codebooks,
@@ -170,8 +260,11 @@ public enum IndexBuilder {
         var byID: [UInt64: IndexEntry] = [:]
         byID.reserveCapacity(entries.count)
         for e in entries {
+            if let problem = ExternalID.problem(e.entry.externalID) {
+                throw IndexError(path: path, "video '\(e.entry.externalID.prefix(80))': \(problem)")
+            }
             if let old = byID[e.entry.id] {
-                if old.entry.externalID != e.entry.externalID {
+                if ExternalID(old.entry.externalID) != ExternalID(e.entry.externalID) {
                     throw IndexError(path: path, "external ids '\(old.entry.externalID)' and '\(e.entry.externalID)' have the same 64-bit id \(e.entry.id); they cannot share an index")
                 }
                 if old != e {
@@ -225,9 +318,8 @@ public enum IndexBuilder {
     static func publish(index: String, parent: String?, shape: IndexShape, codebooks: [Float],
                         kept: [(record: IndexManifest.ShardRecord, from: String)], planned: [PlannedShard],
                         config: IndexManifest.Config, tool: IndexManifest.Tool) throws -> IndexManifest {
-        let name = try nextGenerationName(index)
+        let name = try nextGenerationName(after: parent, index: index)
         let tmp = index + "/.tmp-" + name
-        try? FileManager.default.removeItem(atPath: tmp)
         try AtomicFile.makeDirectory(tmp)
         var files: [(file: String, kind: String, sequence: Int)] = []
         for k in kept {
@@ -273,13 +365,12 @@ public enum IndexBuilder {
         return manifest
     }
 
-    /// One more than the highest generation number present (live or not), so names are
-    /// never reused.
-    static func nextGenerationName(_ index: String) throws -> String {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: index)) ?? []
-        let highest = names.filter(IndexGeneration.isGenerationName).compactMap { Int($0.dropFirst()) }.max() ?? 0
-        guard highest < 999_999 else { throw IndexError(path: index, "no generation numbers left (g999999 exists)") }
-        return String(format: "g%06d", highest + 1)
+    /// The generation after `live` (g000001 when the index has none): numbers are
+    /// consecutive along the live chain. `removeLeftovers` has made sure it is free.
+    static func nextGenerationName(after live: String?, index: String) throws -> String {
+        let number = live.flatMap { Int($0.dropFirst()) } ?? 0
+        guard number < 999_999 else { throw IndexError(path: index, "no generation numbers left (g999999 is live)") }
+        return String(format: "g%06d", number + 1)
     }
 
     static func linkOrCopy(_ from: String, to: String) throws {
@@ -289,9 +380,19 @@ public enum IndexBuilder {
         }
     }
 
-    /// Runs `body` holding an exclusive lock on `INDEX/.lock`, after removing temporary
-    /// directories left by interrupted runs.
-    static func withLock<T>(_ index: String, _ body: () throws -> T) throws -> T {
+    /// Takes the index lock, removes what interrupted runs left (`removeLeftovers`) and
+    /// lets go: what every run does first, so leftovers go even when the run is then
+    /// refused. Does nothing when `index` does not exist.
+    /// - Throws: `IndexError` when the lock is held or `CURRENT` is damaged.
+    public static func removeLeftovers(index: String, note: (String) -> Void = { _ in }) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: index, isDirectory: &isDirectory), isDirectory.boolValue else { return }
+        _ = try withLock(index, note: note) { _ in }
+    }
+
+    /// Runs `body` holding an exclusive lock on `INDEX/.lock`, after `removeLeftovers`.
+    /// `body` receives the live generation's name (nil when the index has none).
+    static func withLock<T>(_ index: String, note: (String) -> Void, _ body: (String?) throws -> T) throws -> T {
         try AtomicFile.makeDirectory(index)
         let lockPath = index + "/.lock"
         let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
@@ -301,9 +402,58 @@ public enum IndexBuilder {
             throw IndexError(path: index, "another vidx-shard run holds the index lock (\(lockPath)); try again when it has finished")
         }
         defer { _ = flock(fd, LOCK_UN) }
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: index)) ?? [] where name.hasPrefix(".tmp-") {
-            try? FileManager.default.removeItem(atPath: index + "/" + name)
+        let live = try removeLeftovers(index, note: note)
+        return try body(live)
+    }
+
+    /// Removes what interrupted runs leave behind, and returns the live generation's name.
+    ///
+    /// The rule (Schemas/index-shard.md, Generations): a generation directory is kept when
+    /// it is `CURRENT` or one of its ancestors (following `parent` in the manifests);
+    /// every other generation is removed: one numbered above `CURRENT` can only come from
+    /// a run killed between publishing its directory and switching `CURRENT` (or from a
+    /// rollback of `CURRENT` by hand), one below it and off the chain from a run of an
+    /// older version. When the chain cannot be followed to a fresh build (a generation
+    /// removed by hand, a damaged manifest), nothing below `CURRENT` is removed. Temporary names (`.tmp-gNNNNNN` directories and
+    /// `.CURRENT.tmp-*` files) are always removed. Call with the lock held.
+    /// - Throws: `IndexError` when `CURRENT` exists but does not name a generation
+    ///   (nothing is removed then: the index needs a person).
+    static func removeLeftovers(_ index: String, note: (String) -> Void) throws -> String? {
+        let fm = FileManager.default
+        let currentPath = index + "/" + IndexGeneration.currentFileName
+        let live: String? = fm.fileExists(atPath: currentPath)
+            ? try IndexGeneration.currentName(indexDirectory: index) : nil
+        let names = ((try? fm.contentsOfDirectory(atPath: index)) ?? []).sorted()
+        var chain = Set<String>()
+        var chainComplete = true
+        if var name = live {
+            while true {
+                chain.insert(name)
+                // A generation removed by hand, a damaged manifest or a cycle: the chain's
+                // end is unknown, so nothing below CURRENT may be judged off the chain.
+                guard let manifest = try? IndexManifest.read(generationDirectory: index + "/" + name) else {
+                    chainComplete = false
+                    break
+                }
+                guard let parent = manifest.parent else { break }  // the chain's first generation
+                if chain.contains(parent) { chainComplete = false; break }
+                name = parent
+            }
         }
-        return try body()
+        let liveNumber = live.flatMap { Int($0.dropFirst()) } ?? 0
+        for name in names {
+            let path = index + "/" + name
+            if name.hasPrefix(".tmp-") || AtomicFile.isTemporaryName(name) {
+                try? fm.removeItem(atPath: path)
+                note("removed \(path), a temporary name left by an interrupted run")
+                continue
+            }
+            guard IndexGeneration.isGenerationName(name), !chain.contains(name), let number = Int(name.dropFirst()) else { continue }
+            if number > liveNumber || chainComplete {
+                try? fm.removeItem(atPath: path)
+                note("removed \(path): neither CURRENT (\(live ?? "none")) nor one of its ancestors (left by an interrupted run)")
+            }
+        }
+        return live
     }
 }

@@ -37,8 +37,18 @@ public final class IndexGeneration: @unchecked Sendable {
         return name
     }
 
-    static func isGenerationName(_ s: String) -> Bool {
-        s.count == 7 && s.first == "g" && s.dropFirst().allSatisfy { $0.isASCII && $0.isNumber }
+    /// Whether `s` is a generation's name: `g` and six ASCII digits.
+    public static func isGenerationName(_ s: String) -> Bool {
+        let b = Array(s.utf8)
+        return b.count == 7 && b[0] == UInt8(ascii: "g") && b.dropFirst().allSatisfy { (48...57).contains($0) }
+    }
+
+    /// Refuses anything but a generation name (`gNNNNNN`): a path such as `../other/g000001`
+    /// would open another index.
+    public static func checkName(_ name: String, indexDirectory: String) throws {
+        guard isGenerationName(name) else {
+            throw IndexError(path: indexDirectory, "'\(name.prefix(80))' is not a generation name (g followed by 6 digits, e.g. g000001)")
+        }
     }
 
     /// Opens generation `generation` (default: the one `CURRENT` names).
@@ -48,6 +58,7 @@ public final class IndexGeneration: @unchecked Sendable {
     public init(indexDirectory: String, generation: String? = nil, verifyChecksums: Bool = false) throws {
         self.indexDirectory = indexDirectory
         let name = try generation ?? IndexGeneration.currentName(indexDirectory: indexDirectory)
+        try IndexGeneration.checkName(name, indexDirectory: indexDirectory)
         self.name = name
         directory = indexDirectory + "/" + name
         manifest = try IndexManifest.read(generationDirectory: directory)
@@ -128,12 +139,23 @@ public final class IndexGeneration: @unchecked Sendable {
         return mask[row >> 6] & (1 << UInt64(row & 63)) == 0
     }
 
+    /// The external id of row `row` of shard `shard`, checked against the row's stored
+    /// 64-bit id (its hash): a damaged byte in either is an error, never a wrong answer.
+    /// - Throws: `IndexError` naming the shard file and the row.
+    public func checkedExternalID(shard: Int, row: Int) throws -> String {
+        let external = shards[shard].externalID(at: row)
+        guard VideoID.of(external) == shards[shard].ids[row] else {
+            throw IndexError(path: shards[shard].path, "row \(row): the stored id \(shards[shard].ids[row]) is not the hash of the stored external id '\(external.prefix(80))': the shard is damaged (run vidx-verify)")
+        }
+        return external
+    }
+
     /// The live entry of a video, by external id.
     public func locate(externalID: String) -> (shard: Int, row: Int)? {
         let id = VideoID.of(externalID)
         for s in shards.indices.reversed() {  // newest sequence first
             if let row = shards[s].index(of: id), isLive(shard: s, row: row),
-               shards[s].externalID(at: row) == externalID {
+               shards[s].externalID(at: row).utf8.elementsEqual(externalID.utf8) {
                 return (s, row)
             }
         }

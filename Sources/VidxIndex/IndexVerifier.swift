@@ -10,15 +10,18 @@ public enum IndexVerifier {
     public static func verify(indexDirectory: String, generation: String? = nil) -> [String] {
         var problems: [String] = []
         let name: String
-        do { name = try generation ?? IndexGeneration.currentName(indexDirectory: indexDirectory) } catch {
+        do {
+            name = try generation ?? IndexGeneration.currentName(indexDirectory: indexDirectory)
+            try IndexGeneration.checkName(name, indexDirectory: indexDirectory)
+        } catch {
             return ["\(error)"]
         }
         let dir = indexDirectory + "/" + name
         let manifest: IndexManifest
         do { manifest = try IndexManifest.read(generationDirectory: dir) } catch { return ["\(error)"] }
         let manifestPath = dir + "/" + IndexManifest.fileName
-        if manifest.generation != name {
-            problems.append("\(manifestPath): names generation '\(manifest.generation)' but lives in '\(name)'")
+        if let parent = manifest.parent, Int(parent.dropFirst()).map({ $0 + 1 }) != Int(name.dropFirst()) {
+            problems.append("\(manifestPath): parent '\(parent)' is not the generation before '\(name)' (numbers are consecutive along the live chain)")
         }
         // Codebooks.
         let cbPath = dir + "/" + manifest.codebooks.file

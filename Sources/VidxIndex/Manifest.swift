@@ -107,13 +107,35 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         try c.encode(config, forKey: .config)
     }
 
-    /// Reads and checks `MANIFEST.json` in a generation directory.
+    /// Reads and checks `MANIFEST.json` in a generation directory: JSON types, every rule
+    /// of Schemas/index-manifest.schema.json (`validate`), and that it names the directory
+    /// it is in.
     /// - Throws: `IndexError` naming the file and the problem.
     public static func read(generationDirectory dir: String) throws -> IndexManifest {
         let path = dir + "/" + fileName
         let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw IndexError(path: path, "cannot read the manifest: \(error.localizedDescription)")
+        do { data = try InputFiles.read(path, maxBytes: 64 << 20) } catch {
+            throw IndexError(path: path, "cannot read the manifest: \(error)")
+        }
+        let manifest = try parse(data, path: path)
+        let directoryName = (dir as NSString).lastPathComponent
+        if IndexGeneration.isGenerationName(directoryName), manifest.generation != directoryName {
+            throw IndexError(path: path, "names generation '\(manifest.generation)' but lives in '\(directoryName)'")
+        }
+        return manifest
+    }
+
+    /// Parses and validates a manifest's bytes (`validate`).
+    /// - Throws: `IndexError` naming `path` and the first rule broken.
+    public static func parse(_ data: Data, path: String) throws -> IndexManifest {
+        // Keys first: JSONDecoder ignores unknown keys and cannot tell a missing `parent`
+        // from a null one; the schema forbids the first and requires the key.
+        let object: Any
+        do { object = try JSONSerialization.jsonObject(with: data) } catch {
+            throw IndexError(path: path, "not valid JSON: \(error.localizedDescription)")
+        }
+        if let problem = keyProblem(object) {
+            throw IndexError(path: path, "does not follow Schemas/index-manifest.schema.json: \(problem)")
         }
         let manifest: IndexManifest
         do { manifest = try JSONDecoder().decode(IndexManifest.self, from: data) } catch {
@@ -125,10 +147,88 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         guard manifest.formatVersion <= version else {
             throw IndexError(path: path, "format_version \(manifest.formatVersion) is newer than this build reads (\(version)): upgrade vidx")
         }
-        guard manifest.formatVersion >= 1 else {
-            throw IndexError(path: path, "format_version \(manifest.formatVersion) is not a known version")
+        if let problem = manifest.validate() {
+            throw IndexError(path: path, "does not follow Schemas/index-manifest.schema.json: \(problem)")
         }
         return manifest
+    }
+
+    /// The first rule of Schemas/index-manifest.schema.json that the manifest's values
+    /// break, or nil. (Key presence and JSON types are checked when parsing.)
+    public func validate() -> String? {
+        func hex(_ s: String, _ count: Int) -> Bool {
+            s.utf8.count == count && s.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+        }
+        func digits(_ s: Substring) -> Bool { s.utf8.allSatisfy { (48...57).contains($0) } }
+        if formatVersion != IndexManifest.version { return "format_version is \(formatVersion), not \(IndexManifest.version)" }
+        if !IndexGeneration.isGenerationName(generation) { return "generation '\(generation)' is not g followed by 6 digits" }
+        if let parent, !IndexGeneration.isGenerationName(parent) { return "parent '\(parent)' is not g followed by 6 digits" }
+        if !hex(bundleFingerprint, 64) { return "bundle_fingerprint is not 64 lowercase hex digits" }
+        if levels < 1 || subspaces < 1 || dimension < 1 { return "levels, subspaces and dimension must be at least 1" }
+        if codewords < 1 || codewords > 256 { return "codewords \(codewords) is not between 1 and 256" }
+        let cb = codebooks.file
+        if !(cb.hasPrefix("codebooks-") && cb.hasSuffix(".safetensors")
+             && hex(String(cb.dropFirst(10).dropLast(12)), 16)) {
+            return "codebooks.file '\(cb)' is not codebooks-<16 hex digits>.safetensors"
+        }
+        if !hex(codebooks.sha256, 64) { return "codebooks.sha256 is not 64 lowercase hex digits" }
+        if codebooks.bytes < 0 { return "codebooks.bytes is negative" }
+        for (i, r) in shards.enumerated() {
+            let name = r.file.utf8.count <= 64 ? r.file : String(r.file.prefix(64)) + "..."
+            let stem = r.file.hasSuffix(".vidx") ? r.file.dropLast(5) : ""
+            let parts = stem.split(separator: "-", omittingEmptySubsequences: false)
+            let fileOK = (parts.count == 2 && parts[0] == "base" && parts[1].count == 4 && digits(parts[1]))
+                || (parts.count == 3 && parts[0] == "delta" && parts[1].count == 4 && digits(parts[1])
+                    && parts[2].count == 4 && digits(parts[2]))
+            if !fileOK { return "shards[\(i)].file '\(name)' is not base-NNNN.vidx or delta-NNNN-NNNN.vidx" }
+            if r.kind != "base" && r.kind != "delta" { return "shards[\(i)].kind '\(r.kind)' is not base or delta" }
+            if r.sequence < 0 || r.shardIndex < 0 || r.videos < 0 || r.tombstones < 0 || r.bytes < 0 {
+                return "shards[\(i)] has a negative count"
+            }
+            if r.shardCount < 1 { return "shards[\(i)].shard_count must be at least 1" }
+            if !hex(r.crc32c, 8) { return "shards[\(i)].crc32c is not 8 lowercase hex digits" }
+            if !hex(r.sha256, 64) { return "shards[\(i)].sha256 is not 64 lowercase hex digits" }
+        }
+        if counts.entries < 0 || counts.live < 0 || counts.superseded < 0 || counts.deleted < 0 { return "counts are negative" }
+        if !["build", "append", "compact"].contains(config.mode) { return "config.mode '\(config.mode)' is not build, append or compact" }
+        if config.shards < 1 { return "config.shards must be at least 1" }
+        if let d = config.deletedIDs, d < 0 { return "config.deleted_ids is negative" }
+        return nil
+    }
+
+    /// Keys the schema forbids (`additionalProperties: false`) or requires, or nil.
+    static func keyProblem(_ object: Any) -> String? {
+        func check(_ value: Any?, _ where_: String, allowed: Set<String>, required: Set<String>) -> String? {
+            guard let dict = value as? [String: Any] else { return "\(where_) is not an object" }
+            if let extra = dict.keys.sorted().first(where: { !allowed.contains($0) }) { return "\(where_) has an unknown key '\(extra)'" }
+            if let missing = required.sorted().first(where: { dict[$0] == nil }) { return "\(where_) has no '\(missing)'" }
+            return nil
+        }
+        let top: Set<String> = ["format", "format_version", "generation", "parent", "bundle_fingerprint", "levels",
+                                "subspaces", "codewords", "dimension", "codebooks", "shards", "counts", "tool", "config"]
+        if let p = check(object, "the manifest", allowed: top, required: top) { return p }
+        let dict = object as! [String: Any]
+        let cb: Set<String> = ["file", "sha256", "bytes"]
+        if let p = check(dict["codebooks"], "codebooks", allowed: cb, required: cb) { return p }
+        let shard: Set<String> = ["file", "kind", "sequence", "shard_index", "shard_count", "videos", "tombstones",
+                                  "bytes", "crc32c", "sha256"]
+        guard let shards = dict["shards"] as? [Any] else { return "shards is not an array" }
+        for (i, s) in shards.enumerated() {
+            if let p = check(s, "shards[\(i)]", allowed: shard, required: shard) { return p }
+        }
+        let counts: Set<String> = ["entries", "live", "superseded", "deleted"]
+        if let p = check(dict["counts"], "counts", allowed: counts, required: counts) { return p }
+        guard dict["tool"] is [String: Any] else { return "tool is not an object" }
+        guard let config = dict["config"] as? [String: Any] else { return "config is not an object" }
+        if let inputs = config["inputs"] {
+            guard let list = inputs as? [Any] else { return "config.inputs is not an array" }
+            for (i, item) in list.enumerated() {
+                guard let o = item as? [String: Any], o["sha256"] is String, o["videos"] is NSNumber else {
+                    return "config.inputs[\(i)] is not an object with sha256 and videos"
+                }
+            }
+        }
+        return nil
     }
 
     /// The manifest's bytes: pretty-printed JSON with sorted keys and a final newline.

@@ -615,8 +615,8 @@ private struct ShardValidator {
         }
     }
 
-    /// Offsets start at 0 and do not decrease (o[N] was checked with the length), and every
-    /// id is valid UTF-8 on its own.
+    /// Offsets start at 0 and increase (o[N] was checked with the length): every id is
+    /// non-empty, and valid UTF-8 on its own.
     func checkExternalIDs(_ r: Range<Int>, n: Int) throws {
         let name = SectionKind.externalIDs.name
         let blobStart = r.lowerBound + 8 * (n + 1)
@@ -628,6 +628,9 @@ private struct ShardValidator {
             let o = u64(r.lowerBound + 8 * i)
             if o < previous {
                 throw fail(.badContent, name, "offsets decrease: o[\(i)] = \(o) after o[\(i - 1)] = \(previous)")
+            }
+            if o == previous {
+                throw fail(.badContent, name, "row \(i - 1): the external id is empty (o[\(i - 1)] = o[\(i)] = \(o))")
             }
             previous = o
         }

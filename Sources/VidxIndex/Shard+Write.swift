@@ -114,6 +114,9 @@ public enum ShardWriter {
             guard e.id % UInt64(c.shardCount) == UInt64(c.shardIndex) else {
                 throw fail(.badContent, .ids, "video '\(e.externalID)': id \(e.id) belongs in shard \(e.id % UInt64(c.shardCount)) of \(c.shardCount), not \(c.shardIndex)")
             }
+            guard !e.externalID.isEmpty else {
+                throw fail(.badContent, .externalIDs, "id \(e.id): the external id is empty (every external id is a non-empty string)")
+            }
             let expected = VideoID.of(e.externalID)
             guard e.id == expected else {
                 throw fail(.badContent, .ids, "video '\(e.externalID)': id \(e.id) is not the hash of its external id (\(expected))")

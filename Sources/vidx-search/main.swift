@@ -15,7 +15,13 @@ struct SearchCommand: ParsableCommand {
         tensor `queries`. --like VIDEO_ID queries with that video's reconstructed levels.
         Prints one JSON line per hit: query, rank, id, external_id, score (HCQ's score:
         the mean over levels and sub-spaces of the codeword similarities).
-        Exit status: 0 done; 1 the index or the query could not be used; 2 usage error.
+        Nothing mapped is trusted: the manifest follows its schema, the codebooks match its
+        SHA-256, every shard's checksums are verified when the generation is opened (all of
+        its sections; --skip-checksums checks only the headers and tables), and every hit's
+        id is checked against the hash of its external id. Queries are scanned in batches
+        of 64, so memory does not grow with their number.
+        Exit status: 0 done; 1 the index or the query could not be used (or a damaged
+        entry was met); 2 usage error.
         """)
 
     @Argument(help: "Index directory (holds CURRENT).")
@@ -36,8 +42,12 @@ struct SearchCommand: ParsableCommand {
     @Option(name: .long, help: "Threads (default: all cores).")
     var threads: Int?
 
-    @Option(name: .long, help: "Generation to search (default: the one CURRENT names).")
+    @Option(name: .long, help: "Generation to search, by name (gNNNNNN; default: the one CURRENT names).")
     var generation: String?
+
+    @Flag(name: .customLong("skip-checksums"),
+          help: "Do not verify the shards' section checksums when opening (faster on large indexes; headers, tables and hits are still checked).")
+    var skipChecksums = false
 
     @Option(name: .long, help: "Repeat the search this many times and report the time per query on stderr (benchmarks).")
     var repeats: Int = 1
@@ -51,11 +61,14 @@ struct SearchCommand: ParsableCommand {
     }
 
     func run() throws {
+        MemoryTuning.returnLargeAllocations()  // per-batch tables must not fragment the heap
         let gen: IndexGeneration
         let vectors: [Float]
         let count: Int
+        let clock = ContinuousClock()
+        let opened = clock.now
         do {
-            gen = try IndexGeneration(indexDirectory: index, generation: generation)
+            gen = try IndexGeneration(indexDirectory: index, generation: generation, verifyChecksums: !skipChecksums)
             let m = gen.manifest
             let per = m.levels * m.dimension
             if let like {
@@ -80,29 +93,51 @@ struct SearchCommand: ParsableCommand {
             printError("vidx-search: \(error)")
             throw ExitCode(StageExit.failure)
         }
+        let openSeconds = seconds(clock.now - opened)
         let searcher = Searcher(generation: gen, threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
-        let clock = ContinuousClock()
-        var results: [[SearchHit]] = []
+        let per = gen.manifest.levels * gen.manifest.dimension
+        // Bounded batches: one batch's tables (L x M x K floats a query) and hits at a time.
+        let batch = Searcher.queriesPerPass
         let start = clock.now
-        for _ in 0..<repeats {
-            let tables = searcher.tables(for: vectors, count: count)
-            results = searcher.search(tables, k: k, rerank: rerank)
-        }
-        let elapsed = clock.now - start
-        if repeats > 1 {
-            let (s, atto) = elapsed.components
-            let seconds = Double(s) + Double(atto) * 1e-18
-            printError(String(format: "vidx-search: %d queries x %d repeats in %.3f s: %.2f queries/s", count, repeats, seconds,
-                              Double(count * repeats) / seconds))
-        }
-        var out = ""
-        for (q, hits) in results.enumerated() {
-            for (rank, h) in hits.enumerated() {
-                let ext = gen.shards[Int(h.shard)].externalID(at: Int(h.row))
-                out += "{\"query\":\(q),\"rank\":\(rank + 1),\"id\":\(h.id),\"external_id\":\(jsonString(ext)),\"score\":\(h.score)}\n"
+        for repeat_ in 0..<repeats {
+            var q0 = 0
+            while q0 < count {
+                let q1 = min(count, q0 + batch)
+                let tables = searcher.tables(for: Array(vectors[(q0 * per)..<(q1 * per)]), count: q1 - q0)
+                let results = searcher.search(tables, k: k, rerank: rerank)
+                if repeat_ == repeats - 1 { try printHits(results, firstQuery: q0, generation: gen) }
+                q0 = q1
             }
         }
+        if repeats > 1 {
+            let total = seconds(clock.now - start)
+            printError(String(format: "vidx-search: opened %@ in %.3f s%@; %d queries x %d repeats in %.3f s: %.2f queries/s",
+                              gen.name, openSeconds, skipChecksums ? "" : " (checksums verified)", count, repeats, total,
+                              Double(count * repeats) / total))
+        }
+    }
+
+    /// Prints one JSON line per hit, each checked (its id is the hash of its external id);
+    /// a batch with a damaged hit prints nothing and fails the run.
+    func printHits(_ results: [[SearchHit]], firstQuery: Int, generation gen: IndexGeneration) throws {
+        var out = ""
+        do {
+            for (q, hits) in results.enumerated() {
+                for (rank, h) in hits.enumerated() {
+                    let ext = try gen.checkedExternalID(shard: Int(h.shard), row: Int(h.row))
+                    out += "{\"query\":\(firstQuery + q),\"rank\":\(rank + 1),\"id\":\(h.id),\"external_id\":\(jsonString(ext)),\"score\":\(h.score)}\n"
+                }
+            }
+        } catch {
+            printError("vidx-search: \(error)")
+            throw ExitCode(StageExit.failure)
+        }
         FileHandle.standardOutput.write(Data(out.utf8))
+    }
+
+    func seconds(_ d: Duration) -> Double {
+        let (s, atto) = d.components
+        return Double(s) + Double(atto) * 1e-18
     }
 
     func readQueries(_ path: String) throws -> ([Int], [Float]) {

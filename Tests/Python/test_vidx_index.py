@@ -69,7 +69,7 @@ def test_crc32c_check_value_and_fast_path():
 
 def test_shard_round_trip(tmp_path):
     r = np.random.RandomState(2)
-    exts = ["a", "vidéo-é", "", "日本語/クリップ.mp4", "x" * 300, "b"]
+    exts = ["a", "vidéo-é", " ", "日本語/クリップ.mp4", "x" * 300, "b"]
     S = 1
     codes = _codes(r, len(exts))
     hashes = [hashlib.sha256(e.encode()).digest() for e in exts]
@@ -228,6 +228,9 @@ def _defect(name):
         i, e = sw.find_section(b, 2)
         struct.pack_into("<Q", b, e["offset"] + 8, 1000)
         return sw.refresh_checksums(b), "bad_content", "external_ids"
+    if name == "empty_external_id":
+        data = sw.build_shard(["", *exts[1:]], codes, **args)
+        return data, "bad_content", "external_ids"
     if name == "tombstones_unsorted":
         i, e = sw.find_section(b, 6)
         struct.pack_into("<QQ", b, e["offset"], 9, 4)
@@ -243,7 +246,7 @@ DEFECTS = ["bad_magic", "too_new", "too_old", "truncated", "truncated_header", "
            "header_crc", "end_magic", "longer_than_file_size", "section_crc", "file_crc", "misaligned", "overlap",
            "out_of_bounds", "inside_table", "duplicate_kind", "missing_required", "entry_flags", "bad_length",
            "bad_length_external_ids", "unknown_required", "ids_unsorted", "wrong_shard", "id_not_hash",
-           "code_too_big", "bad_utf8", "ext_offsets", "tombstones_unsorted", "padding"]
+           "code_too_big", "bad_utf8", "ext_offsets", "empty_external_id", "tombstones_unsorted", "padding"]
 
 
 @pytest.mark.parametrize("name", DEFECTS)

@@ -1,9 +1,10 @@
 """Writes inputs for the shard stage's tests: a small random bundle and codes files.
 
 usage: make_index_inputs.py OUT_DIR [--videos N] [--files F] [--seed S] [--embeddings]
-                            [--prefix P] [--bundle-only]
+                            [--prefix P] [--bundle-only] [--full-shape]
 
-OUT_DIR/bundle/             a random bundle (hidden 64, M 8, K 16, 3 clusters: 4 levels)
+OUT_DIR/bundle/             a random bundle (hidden 64, M 8, K 16, 3 clusters: 4 levels; with
+                            --full-shape HCQ's own: hidden 512, M 32, K 256, 7 clusters: 8 levels)
 OUT_DIR/codes-NN.safetensors  F codes files (Schemas/codes.md) with N videos in all:
                             random codes; every 7th video status failed (zero codes);
                             external ids P-00000 ...; content hashes from the id and seed.
@@ -26,7 +27,10 @@ import safetensors_np  # noqa: E402
 from make_test_data import _config  # noqa: E402
 
 
-def small_config(seed):
+def small_config(seed, full_shape=False):
+    if full_shape:  # the index's shape at HCQ's sizes; the network itself stays small
+        return _config("index-test-full", [("appearance", 12, 5, "windowed"), ("audio", 6, 2, "windowed")],
+                       T=4, max_pos=8, hidden=512, layers=1, heads=4, ffn=64, clusters=7, M=32, K=256, seed=seed)
     return _config("index-test", [("appearance", 12, 5, "windowed"), ("audio", 6, 2, "windowed")],
                    T=4, max_pos=8, hidden=64, layers=1, heads=4, ffn=64, clusters=3, M=8, K=16, seed=seed)
 
@@ -40,8 +44,9 @@ def main():
     ap.add_argument("--embeddings", action="store_true")
     ap.add_argument("--prefix", default="video")
     ap.add_argument("--bundle-only", action="store_true")
+    ap.add_argument("--full-shape", action="store_true")
     a = ap.parse_args()
-    cfg = small_config(a.seed)
+    cfg = small_config(a.seed, a.full_shape)
     bundle_dir = os.path.join(a.out, "bundle")
     if not os.path.exists(os.path.join(bundle_dir, "weights.safetensors")):
         bundle_tools.write_bundle(bundle_dir, cfg, bundle_tools.random_bundle(cfg, seed=a.seed))

@@ -286,6 +286,8 @@ struct ShardRoundTripTests {
         #expect(refusal { $0.extraSections = [(2, false, [])] }?.kind == .badSectionTable)            // writer's own kind
         #expect(refusal { $0.extraSections = [(40, false, []), (40, true, [])] }?.kind == .badSectionTable)
         #expect(refusal { $0.codewords = 257 }?.kind == .badHeader)
+        #expect(refusal { $0.shardCount = 1; $0.entries[0].externalID = ""; $0.entries[0].id = VideoID.of("") }?
+                    .section == "external_ids")                                                         // empty id
         #expect(refusal { $0.dimension = 6 }?.kind == .badHeader)
         #expect(refusal { $0.bundleFingerprint = [1] }?.kind == .badHeader)
         #expect(refusal { $0.shardCount = 0 }?.kind == .badHeader)
@@ -449,6 +451,7 @@ let defects: [Defect] = [
     Defect("id in the wrong shard", .badContent, "ids", editSection(.ids) { b, at in b.set(b.u64(at + 32) + 1, at: at + 32) }),
     Defect("external id offsets decreasing", .badContent, "external_ids", editSection(.externalIDs) { b, at in b.set(b.u64(at + 16) + 1, at: at + 8) }),
     Defect("external id o[0] not zero", .badContent, "external_ids", editSection(.externalIDs) { b, at in b.set(UInt64(1), at: at) }),
+    Defect("an empty external id (o[1] = o[0])", .badContent, "external_ids", editSection(.externalIDs) { b, at in b.set(UInt64(0), at: at + 8) }),
     Defect("invalid UTF-8", .badContent, "external_ids", editSection(.externalIDs) { b, at in b.bytes[at + 48] = 0xFF }),
     Defect("coarse code byte >= K", .badContent, "coarse_codes", editSection(.coarseCodes) { b, at in b.bytes[at + 3] = 200 }),
     Defect("fine code byte >= K", .badContent, "fine_codes", editSection(.fineCodes) { b, at in b.bytes[at + 7] = 16 }),

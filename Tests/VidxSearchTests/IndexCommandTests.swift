@@ -13,11 +13,12 @@ struct IndexInputs {
     let fingerprint: String
 
     init(_ label: String, videos: Int = 120, files: Int = 3, seed: Int = 1, prefix: String = "video",
-         embeddings: Bool = false, in parent: String? = nil) throws {
+         embeddings: Bool = false, fullShape: Bool = false, in parent: String? = nil) throws {
         dir = (parent ?? makeTestDirectory("index-" + label)) + "/" + label
         var args = ["Tests/Reference/make_index_inputs.py", dir, "--videos", String(videos), "--files", String(files),
                     "--seed", String(seed), "--prefix", prefix]
         if embeddings { args.append("--embeddings") }
+        if fullShape { args.append("--full-shape") }
         fingerprint = try Python.run(args).trimmingCharacters(in: .whitespacesAndNewlines)
         bundle = dir + "/bundle"
         let base = dir
@@ -163,7 +164,7 @@ struct IndexCommandTests {
         #expect(try runTool("vidx-verify", [index]).status == 0)
     }
 
-    @Test("an interrupted run's leftovers are cleaned up and never live; an unreadable codes file is skipped with exit 3")
+    @Test("an interrupted run's leftovers are cleaned up and never live; an unreadable codes file refuses the run (exit 4) unless --allow-missing-inputs (exit 3)")
     func interruptedAndBadInputs() throws {
         let inputs = try IndexInputs("interrupt")
         let index = inputs.dir + "/index"
@@ -176,10 +177,15 @@ struct IndexCommandTests {
         #expect(try runTool("vidx-verify", [index]).status == 0)
         let garbage = inputs.dir + "/garbage.codes.safetensors"
         try Data("not a safetensors file".utf8).write(to: URL(fileURLWithPath: garbage))
-        let r = try runTool("vidx-shard", ["--index", index, "--bundle", inputs.bundle, "--shards", "2"] + inputs.codes + [garbage])
+        let refused = try runTool("vidx-shard", ["--index", index, "--bundle", inputs.bundle, "--shards", "2"] + inputs.codes + [garbage])
+        #expect(refused.status == 4, "\(refused.stderr)")
+        #expect(refused.stderr.contains("garbage.codes.safetensors") && refused.stderr.contains("--allow-missing-inputs"))
+        #expect(!FileManager.default.fileExists(atPath: leftover))
+        #expect(current(index) == "g000001")
+        let r = try runTool("vidx-shard", ["--index", index, "--bundle", inputs.bundle, "--shards", "2", "--allow-missing-inputs"]
+                            + inputs.codes + [garbage])
         #expect(r.status == 3, "\(r.stderr)")
         #expect(r.stderr.contains("garbage.codes.safetensors"))
-        #expect(!FileManager.default.fileExists(atPath: leftover))
         #expect(current(index) == "g000002")
         #expect(try runTool("vidx-verify", [index]).status == 0)
         // Usage errors.

@@ -15,9 +15,15 @@ struct ScanKernelTests {
         mutating func float() -> Float { Float(Int64(next() % 20001) - 10000) / 7919 }
     }
 
+    /// Whether this CPU runs the AVX2 kernel (otherwise its test is skipped, and says so).
+    static let hasAVX2: Bool = {
+        vidx_scan_force_generic(0)
+        return String(cString: vidx_scan_isa()) == "avx2"
+    }()
+
     /// Runs the kernel over `rows` rows (stride `M + pad`, so rows are not packed) twice,
     /// the second time accumulating, and checks every lane against Searcher.tableSum.
-    func check(M: Int, K: Int, rows: Int, seed: UInt64) {
+    func check(M: Int, K: Int, rows: Int, seed: UInt64, isa: String) {
         var rng = Rng(state: seed)
         let stride = M + 5
         let codes = (0..<(rows * stride)).map { _ in UInt8(rng.next() % UInt64(K)) }
@@ -26,10 +32,10 @@ struct ScanKernelTests {
         var lanes = [Float](repeating: 0, count: M * K * 8)
         for q in 0..<8 { for e in 0..<(M * K) { lanes[e * 8 + q] = tables[q * M * K + e] } }
         let start = (0..<(rows * 8)).map { _ in rng.float() }
-        for isa in ["avx2", "generic"] {
+        do {
             vidx_scan_force_generic(isa == "generic" ? 1 : 0)
             defer { vidx_scan_force_generic(0) }
-            if String(cString: vidx_scan_isa()) != isa { continue }  // no AVX2 on this CPU
+            #expect(String(cString: vidx_scan_isa()) == isa)
             var stored = [Float](repeating: .nan, count: rows * 8)
             var added = start
             vidx_scan_level8(lanes, codes, stride, rows, UInt32(M), UInt32(K), &stored, 0)
@@ -51,12 +57,19 @@ struct ScanKernelTests {
         }
     }
 
-    @Test("HCQ's shape (M 32, K 256)") func hcqShape() { check(M: 32, K: 256, rows: 300, seed: 1) }
-    @Test("sub-spaces not a multiple of 8, small K") func oddShape() { check(M: 12, K: 5, rows: 97, seed: 2) }
-    @Test("fewer than 8 sub-spaces, one codeword") func tinyShape() {
-        check(M: 3, K: 1, rows: 10, seed: 3)
-        check(M: 19, K: 256, rows: 33, seed: 4)
+    func checkShapes(_ isa: String) {
+        check(M: 32, K: 256, rows: 300, seed: 1, isa: isa)  // HCQ's shape
+        check(M: 12, K: 5, rows: 97, seed: 2, isa: isa)     // sub-spaces not a multiple of 8, small K
+        check(M: 3, K: 1, rows: 10, seed: 3, isa: isa)      // fewer than 8 sub-spaces, one codeword
+        check(M: 19, K: 256, rows: 33, seed: 4, isa: isa)
     }
+
+    @Test("baseline x86-64 kernel: HCQ's shape, odd sub-space counts, small K")
+    func generic() { checkShapes("generic") }
+
+    @Test("AVX2 kernel: HCQ's shape, odd sub-space counts, small K",
+          .enabled(if: ScanKernelTests.hasAVX2, "this CPU has no AVX2: the AVX2 kernel is NOT tested here"))
+    func avx2() { checkShapes("avx2") }
 }
 
 @Suite("TopK: the best k under (score, then id), whatever the offer order")

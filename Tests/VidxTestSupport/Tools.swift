@@ -42,6 +42,16 @@ public enum Python {
 /// Runs a built executable of the package (found next to the test bundle, or in
 /// .build/debug) with no standard input.
 public func runTool(_ name: String, _ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: try toolPath(name))
+    p.arguments = args
+    p.standardInput = FileHandle.nullDevice
+    let (o, e) = try runCollecting(p)
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
+
+/// The path of a built executable of the package: next to the test bundle, or in .build/debug.
+public func toolPath(_ name: String) throws -> String {
     var candidates: [String] = []
     var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     for _ in 0..<4 {
@@ -52,12 +62,7 @@ public func runTool(_ name: String, _ args: [String]) throws -> (status: Int32, 
     guard let path = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
         throw TestDataError(message: "cannot find \(name) in \(candidates)")
     }
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = args
-    p.standardInput = FileHandle.nullDevice
-    let (o, e) = try runCollecting(p)
-    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    return path
 }
 
 /// Runs `p` to its end, draining its standard output and standard error at the same time
