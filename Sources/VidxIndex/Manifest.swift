@@ -193,6 +193,10 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         if !["build", "append", "compact"].contains(config.mode) { return "config.mode '\(config.mode)' is not build, append or compact" }
         if config.shards < 1 { return "config.shards must be at least 1" }
         if let d = config.deletedIDs, d < 0 { return "config.deleted_ids is negative" }
+        for (i, input) in (config.inputs ?? []).enumerated() {
+            if !hex(input.sha256, 64) { return "config.inputs[\(i)].sha256 is not 64 lowercase hex digits" }
+            if input.videos < 0 { return "config.inputs[\(i)].videos is negative" }
+        }
         return nil
     }
 

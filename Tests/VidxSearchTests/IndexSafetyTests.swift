@@ -454,5 +454,9 @@ let manifestMutations: [ManifestMutation] = {
         ManifestMutation("config shards 0", sub("config") { $0["shards"] = 0 }),
         ManifestMutation("config deleted_ids negative", sub("config") { $0["deleted_ids"] = -1 }),
         ManifestMutation("tool without version", sub("tool") { $0.removeValue(forKey: "version") }),
+        ManifestMutation("an input's sha256 damaged", sub("config") { c in
+            var inputs = c["inputs"] as! [[String: Any]]; inputs[0]["sha256"] = "zz" + (inputs[0]["sha256"] as! String).dropFirst(2); c["inputs"] = inputs }),
+        ManifestMutation("an input's video count negative", sub("config") { c in
+            var inputs = c["inputs"] as! [[String: Any]]; inputs[0]["videos"] = -1; c["inputs"] = inputs }),
     ]
 }()
