@@ -11,8 +11,14 @@ final class AudioDecoder {
     private var sumSquares = 0.0
     private var peak: Float = 0
     private(set) var sampleCount = 0
-    /// Decoding errors met (audio damage never fails a video; it is counted).
+    /// Audio packets or frames that could not be decoded or resampled. Audio damage
+    /// never stops the video; it is counted and reported (`damage`) like video damage.
     private(set) var errors = 0
+    /// The first of those errors, naming the call, the time and FFmpeg's message.
+    private var firstError: DecodeError?
+    private let timeBase: AVRational
+    private let origin: Double
+    private var lastTime: Double?
     private let sink: ([Float]) throws -> Void
 
     /// Opens a decoder for `stream`. Returns nil when FFmpeg has no decoder for it.
@@ -25,6 +31,8 @@ final class AudioDecoder {
         ctx.pointer.pointee.thread_count = 1
         guard avcodec_open2(ctx.pointer, dec, nil) >= 0 else { return nil }
         codec = ctx
+        timeBase = stream.pointee.time_base
+        origin = stream.pointee.start_time != FF.noPTS ? FF.seconds(stream.pointee.start_time, timeBase) : 0
         outRate = Int32(sampleRate)
         self.path = path
         self.sink = sink
@@ -33,17 +41,50 @@ final class AudioDecoder {
     deinit { swr_free(&swr) }
 
     /// Sends one packet (nil: flush at end of stream) and converts what comes out.
+    ///
+    /// Every send is followed by a drain to EAGAIN (as in demux_decode.c). A drain that a
+    /// decoding error ended early can leave output pending, so that the next send gets
+    /// EAGAIN: the packet is then resent once after a drain, never dropped, never
+    /// retried in a loop.
     func decode(_ packet: UnsafeMutablePointer<AVPacket>?) throws {
-        let ret = avcodec_send_packet(codec.pointer, packet)
-        if ret < 0 && ret != FF.eagain && ret != FF.eof { errors += 1; return }
+        if let p = packet, p.pointee.pts != FF.noPTS { lastTime = FF.seconds(p.pointee.pts, timeBase) - origin }
+        var ret = avcodec_send_packet(codec.pointer, packet)
+        if ret == FF.eagain {
+            try receiveFrames()
+            ret = avcodec_send_packet(codec.pointer, packet)
+        }
+        if ret < 0 && !(packet == nil && ret == FF.eof) { noteError(ret, call: "avcodec_send_packet") }
+        try receiveFrames()
+        if packet == nil { try drainResampler() }
+    }
+
+    /// Drains decoded frames until EAGAIN, end of stream or an error.
+    private func receiveFrames() throws {
         while true {
             let r = avcodec_receive_frame(codec.pointer, frame.pointer)
-            if r == FF.eagain || r == FF.eof { break }
-            if r < 0 { errors += 1; break }
+            if r == FF.eagain || r == FF.eof { return }
+            if r < 0 { noteError(r, call: "avcodec_receive_frame"); return }
             defer { av_frame_unref(frame.pointer) }
             try convert(frame.pointer)
         }
-        if packet == nil { try drainResampler() }
+    }
+
+    private func noteError(_ code: Int32, call: String) {
+        errors += 1
+        if firstError == nil {
+            let at = lastTime.map { String(format: "%.2f s", $0) } ?? "the start"
+            firstError = FF.error(.corrupt, code, call: call, path: path, context: "damaged audio data at \(at)")
+        } else {
+            _ = FF.takeLoggedError()
+        }
+    }
+
+    /// The audio damage to report, if any: how many errors, and the first one.
+    var damage: DecodeError? {
+        guard errors > 0, let first = firstError else { return nil }
+        return DecodeError(.corrupt, path: path,
+                           message: "\(errors) audio packet(s) could not be decoded; the first: \(first.message)",
+                           call: first.call, code: first.code)
     }
 
     private func setUpResampler(for f: UnsafeMutablePointer<AVFrame>) -> Bool {
@@ -70,7 +111,7 @@ final class AudioDecoder {
     }
 
     private func convert(_ f: UnsafeMutablePointer<AVFrame>) throws {
-        if swr == nil && !setUpResampler(for: f) { errors += 1; return }
+        if swr == nil && !setUpResampler(for: f) { noteError(FF.invalidData, call: "swr_init"); return }
         let capacity = Int(swr_get_out_samples(swr, f.pointee.nb_samples))
         guard capacity > 0 else { return }
         var out = [Float](repeating: 0, count: capacity)
@@ -80,7 +121,7 @@ final class AudioDecoder {
                 .assumingMemoryBound(to: UnsafePointer<UInt8>?.self)
             return swr_convert(swr, &dst, Int32(capacity), src, f.pointee.nb_samples)
         }
-        guard n >= 0 else { errors += 1; return }
+        guard n >= 0 else { noteError(n, call: "swr_convert"); return }
         try emit(out, count: Int(n))
     }
 
@@ -110,6 +151,6 @@ final class AudioDecoder {
         AudioSummary(sampleRate: Int(outRate), samples: sampleCount,
                      seconds: Double(sampleCount) / Double(outRate),
                      rms: sampleCount > 0 ? (sumSquares / Double(sampleCount)).squareRoot() : 0,
-                     peak: Double(peak))
+                     peak: Double(peak), errors: errors)
     }
 }

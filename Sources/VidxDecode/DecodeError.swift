@@ -4,15 +4,20 @@ public struct DecodeError: Error, CustomStringConvertible, Sendable, Equatable {
     public enum Kind: String, Sendable, Codable, CaseIterable {
         /// No file at that path.
         case notFound = "not_found"
-        /// The path exists but cannot be read (permissions, a directory, an I/O error).
+        /// The path exists but cannot be read: permissions, a directory or a pipe, or the
+        /// operating system failing a read (EIO from a disk or a network mount), at open or
+        /// mid-file. The only class a retry may cure; never the file's own content.
         case unreadable
-        /// The bytes are not a container FFmpeg recognises.
+        /// The bytes are not a container FFmpeg recognises with confidence from their
+        /// content (a recognised container that cannot be opened is `corrupt`).
         case notMediaFile = "not_media_file"
         /// A media file without any video stream (audio only, subtitles, ...).
         case noVideoStream = "no_video_stream"
-        /// The video codec has no decoder in this FFmpeg build, or it refused to open.
+        /// The video codec has no decoder in this FFmpeg build (or an unknown but
+        /// well-formed FourCC), or the decoder refused to open.
         case unsupportedCodec = "unsupported_codec"
-        /// The container or the stream is damaged or cut short (including empty files).
+        /// The container or the stream is damaged or cut short (including empty files, a
+        /// damaged codec identifier, and a video that yields no frame at all).
         case corrupt
         /// Over the configured pixel or duration limit.
         case tooLarge = "too_large"

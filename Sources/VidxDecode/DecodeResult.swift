@@ -66,8 +66,40 @@ public struct AudioSummary: Sendable, Codable, Equatable {
     /// Root mean square and peak absolute value of the samples.
     public var rms: Double
     public var peak: Double
+    /// Audio packets or frames that could not be decoded (the report is then partial,
+    /// with the damage). In JSON only when not 0, so clean files print as before.
+    public var errors: Int = 0
 
-    enum CodingKeys: String, CodingKey { case sampleRate = "sample_rate", samples, seconds, rms, peak }
+    enum CodingKeys: String, CodingKey { case sampleRate = "sample_rate", samples, seconds, rms, peak, errors }
+
+    public init(sampleRate: Int, samples: Int, seconds: Double, rms: Double, peak: Double, errors: Int = 0) {
+        self.sampleRate = sampleRate
+        self.samples = samples
+        self.seconds = seconds
+        self.rms = rms
+        self.peak = peak
+        self.errors = errors
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        sampleRate = try c.decode(Int.self, forKey: .sampleRate)
+        samples = try c.decode(Int.self, forKey: .samples)
+        seconds = try c.decode(Double.self, forKey: .seconds)
+        rms = try c.decode(Double.self, forKey: .rms)
+        peak = try c.decode(Double.self, forKey: .peak)
+        errors = try c.decodeIfPresent(Int.self, forKey: .errors) ?? 0
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(sampleRate, forKey: .sampleRate)
+        try c.encode(samples, forKey: .samples)
+        try c.encode(seconds, forKey: .seconds)
+        try c.encode(rms, forKey: .rms)
+        try c.encode(peak, forKey: .peak)
+        if errors > 0 { try c.encode(errors, forKey: .errors) }
+    }
 }
 
 /// Counters describing the work done, for benchmarks and logs.

@@ -33,12 +33,13 @@ enum FF {
     }()
 
     /// Turns a negative FFmpeg return code into a `DecodeError` of `kind`, naming the
-    /// call, the file, FFmpeg's message and what FFmpeg logged.
+    /// call, the file, FFmpeg's message and what FFmpeg logged (`logged`: taken from the
+    /// log unless the caller took it earlier).
     static func error(_ kind: DecodeError.Kind, _ code: Int32, call: String, path: String,
-                      context: String? = nil) -> DecodeError {
+                      context: String? = nil, logged: String? = takeLoggedError()) -> DecodeError {
         var text = context.map { $0 + ": " } ?? ""
         text += "\(call) failed: \(message(code))"
-        if let logged = takeLoggedError(), !logged.isEmpty { text += " (\(logged))" }
+        if let logged, !logged.isEmpty { text += " (\(logged))" }
         return DecodeError(kind, path: path, message: text, call: call, code: code)
     }
 
@@ -101,17 +102,69 @@ final class Frame {
 /// Owns an opened demuxer (wraps `avformat_open_input` / `avformat_close_input`).
 final class FormatContext {
     let pointer: UnsafeMutablePointer<AVFormatContext>
+    /// The byte stream the demuxer reads (its `pb`), opened by us (`AVFMT_FLAG_CUSTOM_IO`,
+    /// so `avformat_close_input` leaves it open): kept alive, and closed, after the context.
+    let io: IOContext
     /// The object behind the context's interrupt callback, kept alive as long as it.
     private let interruptOwner: AnyObject?
-    /// Takes ownership of an opened context.
-    init(takingOwnershipOf pointer: UnsafeMutablePointer<AVFormatContext>, interruptOwner: AnyObject? = nil) {
+    /// Takes ownership of an opened context that reads from `io`.
+    init(takingOwnershipOf pointer: UnsafeMutablePointer<AVFormatContext>, io: IOContext, interruptOwner: AnyObject? = nil) {
         self.pointer = pointer
+        self.io = io
         self.interruptOwner = interruptOwner
     }
     deinit {
         var p: UnsafeMutablePointer<AVFormatContext>? = pointer
         avformat_close_input(&p)
+        // `io` is released (and closed) after this body, once the demuxer is gone.
     }
+}
+
+/// Owns an opened byte stream (wraps `avio_open2` / `avio_closep`).
+///
+/// The decoder opens its input itself rather than letting `avformat_open_input` do it,
+/// so that after a failure it can tell the operating system failing to read the file
+/// (`readError`: `read(2)` failed, the stream keeps the error) from a demuxer that met
+/// the end of a file cut short (only `eof_reached` is set): the first is `unreadable`
+/// and may be retried, the second is `corrupt` and will fail the same way again.
+final class IOContext {
+    let pointer: UnsafeMutablePointer<AVIOContext>
+    /// The object behind the interrupt callback, kept alive as long as the stream.
+    private let interruptOwner: AnyObject?
+
+    /// Opens `path` for reading through FFmpeg's `file` protocol (never another protocol,
+    /// whatever the name looks like: the path was checked to be a regular file), with
+    /// `deadline` as the interrupt callback of every blocking read.
+    /// - Returns: the stream, or FFmpeg's negative error code.
+    static func open(path: String, deadline: Deadline) -> Result<IOContext, FFmpegCode> {
+        var pb: UnsafeMutablePointer<AVIOContext>?
+        var callback = AVIOInterruptCB(callback: deadlineInterruptCallback,
+                                       opaque: Unmanaged.passUnretained(deadline).toOpaque())
+        let ret = avio_open2(&pb, "file:" + path, AVIO_FLAG_READ, &callback, nil)
+        guard ret >= 0, let pb else { return .failure(FFmpegCode(value: ret < 0 ? ret : FF.invalidData)) }
+        return .success(IOContext(takingOwnershipOf: pb, interruptOwner: deadline))
+    }
+
+    private init(takingOwnershipOf pointer: UnsafeMutablePointer<AVIOContext>, interruptOwner: AnyObject) {
+        self.pointer = pointer
+        self.interruptOwner = interruptOwner
+    }
+    deinit {
+        var p: UnsafeMutablePointer<AVIOContext>? = pointer
+        avio_closep(&p)
+    }
+
+    /// The error a read from the operating system returned (an `AVERROR(errno)` such as
+    /// EIO), if any; nil at a mere end of file or when the deadline interrupted a read.
+    var readError: Int32? {
+        let e = pointer.pointee.error
+        return e < 0 && e != FF.eof && e != FF.exit ? e : nil
+    }
+}
+
+/// A negative FFmpeg return code, as a `Result` failure.
+struct FFmpegCode: Error {
+    let value: Int32
 }
 
 /// Owns a codec context (wraps `avcodec_alloc_context3` / `avcodec_free_context`).
@@ -143,6 +196,10 @@ final class Deadline {
     var isExpired: Bool {
         guard let limit else { return false }
         return elapsed > limit
+    }
+    /// A limit in seconds as a person would write it: `600`, `0.5`.
+    static func format(_ seconds: Double) -> String {
+        String(format: "%g", seconds)
     }
 }
 

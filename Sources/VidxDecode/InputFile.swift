@@ -18,9 +18,21 @@ final class InputFile {
     let origin: Double
     let deadline: Deadline
 
+    /// Whether the container's duration is only FFmpeg's guess from the bit rate (no
+    /// stream or container header states it): then it is not held against the data.
+    let durationFromBitRate: Bool
+
     /// Opens and probes `path`, enforcing `limits`.
     /// - Throws: `DecodeError` of kind notFound, unreadable, notMediaFile, corrupt,
     ///   tooLarge or timedOut. A file without video opens fine (see `probe.video`).
+    ///
+    /// Classification: `unreadable` when the operating system failed to read the bytes
+    /// (the byte stream's own error, see `IOContext`); otherwise bytes that a demuxer
+    /// recognises with confidence from their content (`recognisedContainer`) are
+    /// `corrupt` when they cannot be opened or hold no stream at all, and
+    /// `not_media_file` only when nothing recognises them (or they hold streams, but
+    /// neither audio nor video: subtitles, data). A demuxer's "end of file" or "I/O
+    /// error" while the operating system read fine means the file was cut short: corrupt.
     init(path: String, limits: DecodeLimits, deadline: Deadline) throws {
         _ = FF.installLogCapture
         _ = FF.takeLoggedError()
@@ -28,44 +40,67 @@ final class InputFile {
         self.deadline = deadline
         try InputFile.checkReadable(path)
 
+        let io: IOContext
+        switch IOContext.open(path: path, deadline: deadline) {
+        case .success(let opened): io = opened
+        case .failure(let code):
+            if code.value == FF.exit || deadline.isExpired {
+                throw DecodeError(.timedOut, path: path, message: "opening took longer than the \(Deadline.format(limits.timeout)) s limit",
+                                  call: "avio_open2", code: code.value)
+            }
+            if code.value == vidx_averror(ENOENT) {
+                throw FF.error(.notFound, code.value, call: "avio_open2", path: path, context: "the file disappeared")
+            }
+            throw FF.error(.unreadable, code.value, call: "avio_open2", path: path, context: "cannot open the file")
+        }
         guard var ctx = avformat_alloc_context() else {
             throw DecodeError(.unreadable, path: path, message: "out of memory opening the file")
         }
         ctx.pointee.interrupt_callback = AVIOInterruptCB(
             callback: deadlineInterruptCallback,
             opaque: Unmanaged.passUnretained(deadline).toOpaque())
+        ctx.pointee.pb = io.pointer
+        ctx.pointee.flags |= AVFMT_FLAG_CUSTOM_IO
         var optCtx: UnsafeMutablePointer<AVFormatContext>? = ctx
-        var ret = avformat_open_input(&optCtx, path, nil, nil)   // frees ctx on failure
+        var ret = avformat_open_input(&optCtx, path, nil, nil)   // frees ctx (not io) on failure
         if ret < 0 {
             if ret == FF.exit || deadline.isExpired {
                 throw DecodeError(.timedOut, path: path,
-                                  message: "opening took longer than the \(limits.timeout) s limit",
+                                  message: "opening took longer than the \(Deadline.format(limits.timeout)) s limit",
                                   call: "avformat_open_input", code: ret)
             }
+            if let e = io.readError { throw InputFile.readFailure(path, e, call: "avformat_open_input", when: "opening it") }
             if ret == vidx_averror(EACCES) || ret == vidx_averror(EISDIR) {
                 throw FF.error(.unreadable, ret, call: "avformat_open_input", path: path)
             }
-            if ret == vidx_averror(EIO) {
-                throw FF.error(.unreadable, ret, call: "avformat_open_input", path: path, context: "read error")
+            let logged = FF.takeLoggedError()   // before probing again, which logs too
+            let recognised = InputFile.recognisedContainer(path, deadline: deadline)
+            if deadline.isExpired {
+                throw DecodeError(.timedOut, path: path,
+                                  message: "opening took longer than the \(Deadline.format(limits.timeout)) s limit",
+                                  call: "avformat_open_input", code: ret)
             }
-            if let name = InputFile.recognisedContainer(path) {
+            if let name = recognised {
                 throw FF.error(.corrupt, ret, call: "avformat_open_input", path: path,
-                               context: "looks like \(name) but its headers are damaged or cut short")
+                               context: "looks like \(name) but its headers are damaged or cut short", logged: logged)
             }
             throw FF.error(.notMediaFile, ret, call: "avformat_open_input", path: path,
-                           context: "not a video or audio file FFmpeg recognises")
+                           context: "not a video or audio file FFmpeg recognises", logged: logged)
         }
         ctx = optCtx!
-        format = FormatContext(takingOwnershipOf: ctx, interruptOwner: deadline)
+        format = FormatContext(takingOwnershipOf: ctx, io: io, interruptOwner: deadline)
 
         ret = avformat_find_stream_info(ctx, nil)
         if ret < 0 {
             if ret == FF.exit || deadline.isExpired {
-                throw DecodeError(.timedOut, path: path, message: "probing streams took longer than the \(limits.timeout) s limit",
+                throw DecodeError(.timedOut, path: path,
+                                  message: "probing streams took longer than the \(Deadline.format(limits.timeout)) s limit",
                                   call: "avformat_find_stream_info", code: ret)
             }
+            if let e = io.readError { throw InputFile.readFailure(path, e, call: "avformat_find_stream_info", when: "probing its streams") }
             throw FF.error(.corrupt, ret, call: "avformat_find_stream_info", path: path, context: "cannot read stream parameters")
         }
+        if let e = io.readError { throw InputFile.readFailure(path, e, call: "avformat_find_stream_info", when: "probing its streams") }
         let containerName = FF.string(ctx.pointee.iformat.pointee.name) ?? "unknown"
         let streams = Array(UnsafeBufferPointer(start: ctx.pointee.streams, count: Int(ctx.pointee.nb_streams)))
             .compactMap { $0 }
@@ -74,6 +109,12 @@ final class InputFile {
         let hasMedia = streams.contains {
             let t = $0.pointee.codecpar.pointee.codec_type
             return t == AVMEDIA_TYPE_VIDEO || t == AVMEDIA_TYPE_AUDIO
+        }
+        if streams.isEmpty && containerName != "tty", let name = InputFile.recognisedContainer(path, deadline: deadline) {
+            // A container recognised from its bytes whose headers name no stream at all
+            // (an MP4 cut inside its moov atom, say) is damaged, not some other kind of file.
+            throw DecodeError(.corrupt, path: path,
+                              message: "looks like \(name) but holds no stream: its headers are damaged or cut short")
         }
         if containerName == "tty" || !hasMedia {
             throw DecodeError(.notMediaFile, path: path,
@@ -95,6 +136,7 @@ final class InputFile {
         if duration == nil { duration = probe.video?.duration ?? probe.audio?.duration; probe.duration = duration }
         self.probe = probe
         origin = probe.video?.startTime ?? start ?? 0
+        durationFromBitRate = ctx.pointee.duration_estimation_method == AVFMT_DURATION_FROM_BITRATE
 
         if let v = probe.video, limits.maxPixels > 0, v.width * v.height > limits.maxPixels {
             throw DecodeError(.tooLarge, path: path,
@@ -139,15 +181,35 @@ final class InputFile {
         }
     }
 
-    /// The container FFmpeg recognises from the first bytes of the file alone (not its
-    /// name), if it is confident.
-    static func recognisedContainer(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        let size = 1 << 16
+    /// The error the operating system returned reading the file (mid-file or while
+    /// opening), if any: `unreadable` (a failing disk or network mount; worth a retry).
+    var readError: Int32? { format.io.readError }
+
+    /// The `unreadable` error for a read that the operating system failed.
+    static func readFailure(_ path: String, _ code: Int32, call: String, when: String) -> DecodeError {
+        _ = FF.takeLoggedError()
+        return DecodeError(.unreadable, path: path,
+                           message: "the operating system failed to read the file while \(when): \(FF.message(code)) (\(call))",
+                           call: call, code: code)
+    }
+
+    /// The container a demuxer recognises with confidence from the file's bytes alone
+    /// (not its name), if any: FFmpeg's content probe over as many bytes as
+    /// `avformat_open_input` itself probes (up to 1 MiB), scoring more than a matching
+    /// file extension would (`AVPROBE_SCORE_EXTENSION`). This one rule decides between
+    /// `corrupt` (recognised, but cannot be opened or holds no stream) and
+    /// `not_media_file` (nothing recognises it), wherever the file was cut.
+    static func recognisedContainer(_ path: String, deadline: Deadline) -> String? {
+        guard case .success(let io) = IOContext.open(path: path, deadline: deadline) else { return nil }
+        let size = 1 << 20
         var buf = [UInt8](repeating: 0, count: size + Int(AVPROBE_PADDING_SIZE))
-        let n = read(fd, &buf, size)
+        var n = 0
+        while n < size {
+            let r = buf.withUnsafeMutableBufferPointer { avio_read(io.pointer, $0.baseAddress! + n, Int32(size - n)) }
+            if r <= 0 { break }
+            n += Int(r)
+        }
+        _ = FF.takeLoggedError()
         guard n > 0 else { return nil }
         return buf.withUnsafeMutableBufferPointer { p -> String? in
             let noName: StaticString = ""

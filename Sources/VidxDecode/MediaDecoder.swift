@@ -101,6 +101,8 @@ final class VideoSampler {
     private var damage: DecodeError?
     private var lastFrameTime: Double?
     private var lastPacketEnd: Double?
+    /// The end of the data read so far over every stream, from the container's start.
+    private var dataEnd: Double?
     private var videoDone = false
     private let frame = Frame()
 
@@ -119,6 +121,9 @@ final class VideoSampler {
         timeBase = stream.pointee.time_base
         let par = stream.pointee.codecpar!
         guard let decoder = avcodec_find_decoder(par.pointee.codec_id) else {
+            if par.pointee.codec_id == AV_CODEC_ID_NONE {
+                throw VideoSampler.unknownCodec(tag: par.pointee.codec_tag, path: input.path)
+            }
             throw DecodeError(.unsupportedCodec, path: path,
                               message: "no decoder for video codec '\(info.codec)' in this FFmpeg build",
                               call: "avcodec_find_decoder")
@@ -166,6 +171,11 @@ final class VideoSampler {
             try checkDeadline()
             if videoDone && audio == nil { break }
             let ret = av_read_frame(fmt, packet.pointer)
+            if ret < 0, let e = input.readError {
+                // The operating system failed to read the file: not damage in the file,
+                // and not a partial result either (a retry may well read it all).
+                throw InputFile.readFailure(path, e, call: "av_read_frame", when: "decoding, after \(describe(lastFrameTime))")
+            }
             if ret == FF.eof { reachedEnd = true; break }
             if ret == FF.exit { try checkDeadline() }
             if ret < 0 {
@@ -174,6 +184,7 @@ final class VideoSampler {
                 break
             }
             defer { av_packet_unref(packet.pointer) }
+            noteDataEnd(packet.pointer.pointee)
             if packet.pointer.pointee.stream_index == videoIndex {
                 if !videoDone { try handleVideoPacket(packet) }
             } else if let audio, packet.pointer.pointee.stream_index == audioIndex {
@@ -189,13 +200,58 @@ final class VideoSampler {
         if let audio, damage == nil || reachedEnd { try audio.decode(nil) }
         try finishSelection()
         if damage == nil && reachedEnd && !videoDone { checkTruncation() }
+        // Audio damage never stops the video; it is reported once decoding is over, after
+        // any video damage (which, found first, is the one reported).
+        if let audio, let audioDamage = audio.damage { recordDamage(audioDamage) }
         if let damage {
             if !options.allowPartial || frames.isEmpty { throw damage }
-        } else if frames.isEmpty && !selector.isDone && stats.framesDecoded == 0 {
-            throw DecodeError(.corrupt, path: path, message: "no frame could be decoded from the video stream")
+        } else if frames.isEmpty {
+            // Whatever the selector's state: a video without a single sample is of no
+            // use downstream (its features would be empty), so it is never `ok`.
+            throw noSampleError()
         }
         return DecodeReport(probe: input.probe, frames: frames, audio: audio?.summary,
                             damage: damage, stats: stats)
+    }
+
+    /// Why a video gave no sample at all, from the work counters.
+    private func noSampleError() -> DecodeError {
+        let message: String
+        if stats.packetsRead == 0 {
+            message = "no frame: the video stream holds no packet (the file is cut short or its index is damaged)"
+        } else if case .uniform = options.sampling, duration == nil {
+            message = "no frame sampled: \(options.sampling) needs the video's duration, which the file does not state"
+        } else if stats.framesDecoded == 0 {
+            message = "no frame could be decoded from the \(stats.packetsRead) packet(s) of the video stream"
+        } else {
+            let end = (lastFrameTime ?? 0) + frameDuration
+            let first = options.sampling.firstTarget(atOrAfter: 0, duration: duration)
+            message = String(format: "no frame sampled: the %d decoded frame(s) end at %.2f s, before the first target of %@%@",
+                             stats.framesDecoded, end, options.sampling.description,
+                             first.map { String(format: " (%.2f s)", $0) } ?? "")
+        }
+        return DecodeError(.corrupt, path: path, message: message)
+    }
+
+    /// A stream whose codec FFmpeg does not know at all (`AV_CODEC_ID_NONE`): an unknown
+    /// but well-formed FourCC (four printable characters, e.g. a proprietary codec) is
+    /// `unsupported_codec`; no tag, or one that is not text, means the codec field itself
+    /// is damaged: `corrupt`. (Matroska and WebM expose no tag for their codec-id
+    /// strings; FFmpeg knows every video codec Matroska defines, so an unknown one there
+    /// is damage too.)
+    static func unknownCodec(tag: UInt32, path: String) -> DecodeError {
+        let bytes = (0..<4).map { UInt8(truncatingIfNeeded: tag >> (8 * UInt32($0))) }
+        let wellFormed = bytes.allSatisfy { (0x20...0x7e).contains($0) } && bytes.contains { $0 != 0x20 }
+        if wellFormed {
+            let fourcc = String(decoding: bytes, as: UTF8.self)
+            return DecodeError(.unsupportedCodec, path: path,
+                               message: "no decoder for video codec '\(fourcc)' (a FourCC FFmpeg does not know)",
+                               call: "avcodec_find_decoder")
+        }
+        let shown = tag == 0 ? "no codec tag" : "codec tag " + bytes.map { String(format: "%02x", $0) }.joined(separator: " ")
+        return DecodeError(.corrupt, path: path,
+                           message: "the video stream's codec identifier is damaged (\(shown)): FFmpeg does not know what it is",
+                           call: "avcodec_find_decoder")
     }
 
     // MARK: Packets
@@ -321,12 +377,12 @@ final class VideoSampler {
     }
 
     /// Sends one packet (nil: end of stream) and drains the frames it releases.
+    ///
+    /// As in demux_decode.c, every send is followed by a drain to EAGAIN, so the decoder
+    /// always accepts the next packet: EAGAIN from a send cannot happen and is treated as
+    /// the decoder failing, never retried in a loop.
     private func send(_ packet: UnsafeMutablePointer<AVPacket>?) throws {
-        var ret = avcodec_send_packet(codec.pointer, packet)
-        while ret == FF.eagain {
-            try receiveFrames()
-            ret = avcodec_send_packet(codec.pointer, packet)
-        }
+        let ret = avcodec_send_packet(codec.pointer, packet)
         if ret < 0 && !(packet == nil && ret == FF.eof) {
             recordDamage(FF.error(.corrupt, ret, call: "avcodec_send_packet", path: path,
                                   context: "damaged video data after \(describe(lastFrameTime))"))
@@ -335,8 +391,11 @@ final class VideoSampler {
         try receiveFrames()
     }
 
+    /// Drains the decoder until EAGAIN or end of stream. Frames that come out after
+    /// damage was found or once every sample is taken are unreferenced unread: the
+    /// drain is always complete, whatever the state.
     private func receiveFrames() throws {
-        while damage == nil && !videoDone {
+        while true {
             let ret = avcodec_receive_frame(codec.pointer, frame.pointer)
             if ret == FF.eagain || ret == FF.eof { return }
             if ret < 0 {
@@ -345,7 +404,7 @@ final class VideoSampler {
                 return
             }
             defer { av_frame_unref(frame.pointer) }
-            try handleFrame()
+            if damage == nil && !videoDone { try handleFrame() }
         }
     }
 
@@ -418,27 +477,66 @@ final class VideoSampler {
         if damage == nil { damage = error }
     }
 
+    /// Notes where the data read so far ends, over every stream, in seconds from the
+    /// container's start (the time its duration counts from).
+    private func noteDataEnd(_ p: AVPacket) {
+        let ts = p.pts != FF.noPTS ? p.pts : p.dts
+        guard ts != FF.noPTS, p.stream_index >= 0, p.stream_index < Int32(input.format.pointer.pointee.nb_streams),
+              let s = input.format.pointer.pointee.streams[Int(p.stream_index)] else { return }
+        let tb = s.pointee.time_base
+        guard tb.num > 0, tb.den > 0 else { return }
+        let end = FF.seconds(ts, tb) + FF.seconds(max(0, p.duration), tb) - (input.probe.startTime ?? 0)
+        dataEnd = max(dataEnd ?? end, end)
+    }
+
     /// A video stream whose packets end well before its stated duration was cut short.
+    /// Called only when the whole file was read (not when every sample was taken early).
     private func checkTruncation() {
-        guard let end = lastPacketEnd, let video = input.probe.video else { return }
+        guard let video = input.probe.video else { return }
+        // Packets end within a packet or two of a duration that is stated exactly; half a
+        // second (or 3 frames, at low rates) covers rounding, a last frame's duration and
+        // an audio tail, and still catches what the campaigns found (files cut to 10 %).
+        let tolerance = max(0.5, 3 * frameDuration)
         // What the container promised: the stream's duration, or its frame count (AVI
         // headers keep it even when the index at the end is lost), or, for a file
         // without audio, the file's duration.
         var stated = video.duration ?? (input.probe.audio == nil ? duration : nil) ?? 0
         if let n = video.frameCount, let fps = video.averageFrameRate { stated = max(stated, Double(n) / fps) }
-        guard stated > 0 else { return }
-        let tolerance = max(0.5, 3 * frameDuration)
-        if end < stated - tolerance {
+        if stated > 0 {
+            guard let end = lastPacketEnd else { return }
+            if end < stated - tolerance {
+                recordDamage(DecodeError(.corrupt, path: path, message: String(
+                    format: "truncated: the video stream ends at %.2f s of its stated %.2f s", end, stated)))
+            } else if !keyframesOnly, let last = lastFrameTime, last + frameDuration < stated - tolerance {
+                // Every packet arrived, but the decoder gave up before the end without an
+                // error (it dropped what it could not decode): the decoded frames fall short.
+                // (Frames skipped as no sample's candidates are only those between the last
+                // reference frame and the end: within the tolerance.)
+                recordDamage(DecodeError(.corrupt, path: path, message: String(
+                    format: "the last frame decoded is at %.2f s of the video's stated %.2f s: the decoder dropped the rest", last, stated)))
+            }
+            return
+        }
+        // The video states no duration of its own, and there is audio (Matroska, WebM): the
+        // container's duration is the end of its longest stream, which may legitimately be
+        // the audio, so hold it against the end of the data of every stream, not of the
+        // video. A file cut short loses the tail of all its streams at once; a file whose
+        // audio outlasts its video still has audio up to the stated end. A duration FFmpeg
+        // only guessed from the bit rate proves nothing and is not used.
+        guard let container = input.probe.duration, container > 0, !input.durationFromBitRate,
+              let end = dataEnd else { return }
+        if end < container - tolerance {
             recordDamage(DecodeError(.corrupt, path: path, message: String(
-                format: "truncated: the video stream ends at %.2f s of its stated %.2f s", end, stated)))
+                format: "truncated: the file's data ends at %.2f s of its stated %.2f s (the video at %.2f s)",
+                end, container, lastPacketEnd ?? 0)))
         }
     }
 
     private func checkDeadline() throws {
         if input.deadline.isExpired {
             throw DecodeError(.timedOut, path: path, message: String(
-                format: "decoding took longer than the %.0f s limit (at %@)",
-                input.deadline.limit ?? 0, describe(lastFrameTime)))
+                format: "decoding took longer than the %@ s limit (stopped at %@ of the video, %d packet(s) read)",
+                Deadline.format(input.deadline.limit ?? 0), describe(lastFrameTime), stats.packetsRead))
         }
     }
 

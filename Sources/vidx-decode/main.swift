@@ -114,36 +114,61 @@ struct DecodeCommand: ParsableCommand {
         if printer.failedOrPartial > 0 { throw ExitCode(StageExit.someFailed) }
     }
 
-    /// One directory name per input for its PNGs: the file name, made unique.
+    /// One directory name per input for its PNGs, none the same as another's.
+    ///
+    /// The first input with a given file name gets that name; a later one gets
+    /// `<name>-<n>` with the smallest n >= 2 that is neither the file name of any input
+    /// (so `x.mp4` twice and an input really named `x.mp4-2` get `x.mp4`, `x.mp4-3`,
+    /// `x.mp4-2`) nor a name already given. Names that differ only in case or Unicode
+    /// normalisation count as the same, so that no two can land in one folder on a
+    /// case-insensitive or normalising file system (macOS) either.
     static func frameDirectoryNames(_ files: [String]) -> [String] {
-        var seen: [String: Int] = [:]
-        return files.map { f in
-            let base = (f as NSString).lastPathComponent
-            let n = (seen[base] ?? 0) + 1
-            seen[base] = n
-            return n == 1 ? base : "\(base)-\(n)"
+        func key(_ name: String) -> String { name.lowercased() }
+        let bases = files.map { ($0 as NSString).lastPathComponent }
+        let reserved = Set(bases.map(key))
+        var taken = Set<String>()
+        return bases.map { base in
+            if taken.insert(key(base)).inserted { return base }
+            var n = 2
+            while reserved.contains(key("\(base)-\(n)")) || taken.contains(key("\(base)-\(n)")) { n += 1 }
+            taken.insert(key("\(base)-\(n)"))
+            return "\(base)-\(n)"
         }
+    }
+
+    /// A frame (or its directory) that could not be written under `--out`.
+    struct FrameWriteFailure: Error, CustomStringConvertible {
+        let underlying: any Error
+        var description: String { "cannot write the sampled frames: \(underlying)" }
     }
 
     static func process(_ file: String, options: DecodeOptions, frameDir: String?) -> ReportEntry {
         var entry = ReportEntry(file: file)
-        var writeError: String?
         do {
-            if let frameDir { try AtomicFile.makeDirectory(frameDir) }
+            if let frameDir {
+                do { try AtomicFile.makeDirectory(frameDir) } catch { throw FrameWriteFailure(underlying: error) }
+            }
             let report = try MediaDecoder.decode(path: file, options: options, onFrame: { frame in
-                guard let frameDir, writeError == nil else { return }
+                guard let frameDir else { return }
                 let name = String(format: "%@/frame-%06d.png", frameDir, frame.info.index)
-                do { try PNGEncoder.write(frame.image, to: name) } catch { writeError = "\(error)" }
+                // The first failure ends this file's decode: its record says so.
+                do { try PNGEncoder.write(frame.image, to: name) } catch { throw FrameWriteFailure(underlying: error) }
             }, onAudio: options.audio ? { _ in } : nil)
             entry.record(report)
         } catch let error as DecodeError {
             entry.record(error)
             if let probe = try? MediaDecoder.probe(path: file, limits: options.limits) { entry.probe = probe }
+        } catch let error as FrameWriteFailure {
+            // Decoded, perhaps, but its frames are not all on disk: a failure of its own
+            // class (not the video's fault), and the run exits 1.
+            entry.status = "failed"
+            entry.error = .init(class: "write_failed", message: error.description)
+            entry.writeError = error.description
+            if let probe = try? MediaDecoder.probe(path: file, limits: options.limits) { entry.probe = probe }
         } catch {
             entry.status = "failed"
             entry.error = .init(class: "internal", message: "\(error)")
         }
-        entry.writeError = writeError
         return entry
     }
 }
@@ -249,7 +274,7 @@ final class OrderedPrinter: @unchecked Sendable {
             progress.printAbove(text)
             if let w = e.writeError {
                 writeFailures += 1
-                printError("vidx-decode: \(e.file): cannot write frames: \(w)")
+                printError("vidx-decode: \(e.file): \(w)")
             }
             next += 1
             progress.update(done: next, failed: failedOrPartial, current: e.file, force: true)

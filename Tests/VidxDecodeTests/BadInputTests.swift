@@ -107,23 +107,54 @@ struct BadInputTests {
         #expect(frames.map(\.image) == Array(full.prefix(frames.count)).map(\.image))
     }
 
-    @Test("garbage in the middle of a stream is damage, not a crash")
+    @Test("garbage in the middle of a stream: partial, corrupt, exactly the intact samples before it")
     func corruptedMiddle() throws {
         let good = try Self.goodMP4(faststart: true)
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: good)))
+        let garbage = (bytes.count / 2)..<(bytes.count / 2 + 20_000)
         var state: UInt32 = 12345
-        for i in (bytes.count / 2)..<(bytes.count / 2 + 20_000) where i < bytes.count {
+        for i in garbage where i < bytes.count {
             state = state &* 1_103_515_245 &+ 12345
             bytes[i] = UInt8(truncatingIfNeeded: state >> 16)
         }
         let file = try Clips.write("garbled.mp4", bytes)
+        // The earliest frame whose packet the garbage touches: every sample shown before
+        // it decodes from intact data.
+        let hit = try Clips.videoPackets(good).filter { $0.position < garbage.upperBound && $0.position + $0.size > garbage.lowerBound }
+        let damagedFrom = try #require(hit.map(\.time).min())
+        let (_, full, _) = try MediaDecoder.decodeAll(path: good, options: options("fps:1"))
+        let intact = full.filter { $0.info.time < damagedFrom }
+        #expect(full.count == 8)
+        #expect(intact.count >= 2 && intact.count < 8, "garbage from \(damagedFrom) s")
+
+        let (report, frames, _) = try MediaDecoder.decodeAll(path: file, options: options("fps:1", partial: true))
+        let damage = try #require(report.damage, "\(frames.count) frames and no damage")
+        #expect(damage.kind == .corrupt)
+        #expect(damage.path == file)
+        #expect(damage.message.contains("damaged video"), "\(damage)")
+        #expect(frames.map(\.info) == intact.map(\.info))
+        #expect(frames.map(\.image) == intact.map(\.image))
+        try expectFailure(file, .corrupt)
+    }
+
+    @Test("a decode that runs past the wall-clock limit mid-stream: timed_out, after the start")
+    func timedOutMidDecode() throws {
+        // Costly per frame (every frame converted to 4096 x 4096), long (20 s at 25 fps):
+        // opening takes milliseconds, decoding everything minutes.
+        let file = try Clips.make("long-costly.mp4", Clips.testsrc(320, 240, rate: 25, seconds: 20)
+                                  + ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])
+        var o = try options("fps:25", size: 4096, seek: false)
+        o.limits.timeout = 0.5
+        var converted = 0
         do {
-            let (report, frames, _) = try MediaDecoder.decodeAll(path: file, options: options("fps:1", partial: true))
-            // Either the decoder noticed (partial) or concealed it; never more samples than the file has.
-            #expect(frames.count <= 8)
-            if let d = report.damage { #expect(d.kind == .corrupt) }
+            let report = try MediaDecoder.decode(path: file, options: o, onFrame: { _ in converted += 1 })
+            Issue.record("expected timed_out, got \(report.frames.count) frames, damage \(String(describing: report.damage))")
         } catch let e as DecodeError {
-            #expect(e.kind == .corrupt)
+            #expect(converted >= 1, "the deadline passed before the first frame: not a mid-stream timeout")
+            #expect(e.kind == .timedOut, "\(e)")
+            #expect(e.path == file)
+            #expect(e.message.contains("decoding took longer than the 0.5 s limit"), "\(e)")
+            #expect(!e.message.contains("the start"), "\(e)")
         }
     }
 

@@ -56,6 +56,52 @@ enum Clips {
         return try write(name, Array(data.prefix(Int(Double(data.count) * fraction))))
     }
 
+    /// A copy of `path` holding its first `bytes` bytes.
+    static func prefix(_ path: String, bytes: Int, name: String) throws -> String {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        return try write(name, Array(data.prefix(bytes)))
+    }
+
+    /// A copy of `path` with `edit` applied to its bytes.
+    static func patched(_ path: String, name: String, _ edit: (inout [UInt8]) throws -> Void) throws -> String {
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        try edit(&bytes)
+        return try write(name, bytes)
+    }
+
+    /// The offset of the first occurrence of `needle` in `bytes` at or after `from`.
+    static func find(_ needle: String, in bytes: [UInt8], from: Int = 0) -> Int? {
+        let n = Array(needle.utf8)
+        guard bytes.count >= n.count, from <= bytes.count - n.count else { return nil }
+        return (from...(bytes.count - n.count)).first { bytes[$0..<($0 + n.count)].elementsEqual(n) }
+    }
+
+    /// The top-level boxes of an MP4 file: type, offset and size (32-bit sizes only,
+    /// which is all ffmpeg writes for small clips).
+    static func mp4Boxes(_ path: String) throws -> [(type: String, offset: Int, size: Int)] {
+        let b = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        var out: [(String, Int, Int)] = []
+        var i = 0
+        while i + 8 <= b.count {
+            let size = b[i..<(i + 4)].reduce(0) { $0 << 8 | Int($1) }
+            guard size >= 8 else { break }
+            out.append((String(decoding: b[(i + 4)..<(i + 8)], as: UTF8.self), i, size))
+            i += size
+        }
+        return out
+    }
+
+    /// The video packets ffprobe reads: presentation time, byte position and size.
+    static func videoPackets(_ path: String) throws -> [(time: Double, position: Int, size: Int)] {
+        let csv = try run("ffprobe", ["-v", "error", "-select_streams", "v:0", "-show_entries",
+                                      "packet=pts_time,pos,size", "-of", "csv=p=0", path])
+        return csv.split(separator: "\n").compactMap { line in
+            let f = line.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+            guard f.count >= 3, let t = Double(f[0]), let size = Int(f[1]), let pos = Int(f[2]) else { return nil }
+            return (t, pos, size)
+        }
+    }
+
     // MARK: The clips
 
     /// A lavfi video source of `seconds` s at `rate` fps, `w`x`h`.
@@ -122,6 +168,23 @@ enum Clips {
     static func redOverBlue() -> [String] {
         ["-f", "lavfi", "-i", "color=c=red:s=64x24:r=10:d=1[a];color=c=blue:s=64x24:r=10:d=1[b];[a][b]vstack"]
     }
+}
+
+/// Runs any command (through `/usr/bin/env`) and returns its exit status and output,
+/// whatever the status.
+func runCommand(_ tool: String, _ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = [tool] + args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    p.standardInput = FileHandle.nullDevice
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
 
 struct ClipError: Error, CustomStringConvertible {
