@@ -171,7 +171,8 @@ public enum AtomicFile {
         close(fd)
     }
 
-    static func directory(of path: String) -> String {
+    /// The directory holding `path` ("." for a bare name).
+    public static func directory(of path: String) -> String {
         let dir = (path as NSString).deletingLastPathComponent
         return dir.isEmpty ? "." : dir
     }

@@ -9,13 +9,14 @@ public enum NPY {
         public var values: [Float]
     }
 
-    /// Reads `path`.
+    /// The largest `.npy` file read: 1 GiB.
+    public static let maxBytes = 1 << 30
+
+    /// Reads `path`, a regular file (`InputFiles`: a FIFO or a device is refused, not
+    /// waited on) of at most `maxBytes`.
     /// - Throws: `StageFileError` naming the file and what is wrong with it.
     public static func read(path: String) throws -> Array {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw StageFileError(path: path, message: "cannot read: \(error.localizedDescription)")
-        }
+        let data = try InputFiles.read(path, maxBytes: maxBytes)
         return try parse([UInt8](data), path: path)
     }
 

@@ -136,14 +136,21 @@ public struct FeaturesWriter: Sendable {
         }
     }
 
+    /// Writes the features file atomically (temporary name, fsync, rename).
     public func write(to path: String) throws {
+        try stage(to: path).commit()
+    }
+
+    /// Writes the features file under a temporary name beside `path`, fsynced but not yet
+    /// visible, for outputs that must appear together (`AtomicFile.commit`).
+    public func stage(to path: String) throws -> AtomicFile.Staged {
         var w = tensors
         w.metadata = [
             "format": FeaturesFile.format, "format_version": String(FeaturesFile.version),
             "bundle_fingerprint": bundleFingerprint,
             "extractors": StageFiles.json(extractors), "videos": StageFiles.json(videos),
         ]
-        try w.write(to: path)
+        return try w.stage(to: path)
     }
 }
 

@@ -23,21 +23,40 @@ public struct ImportLine: Codable, Sendable {
 
 /// Turns feature files computed elsewhere into a features file for the encoder.
 public enum FeatureImport {
-    /// Reads an import list: JSON Lines of ``ImportLine``, blank lines skipped.
-    /// - Throws: `StageFileError` naming the list and the line that is not an import entry.
+    /// The largest import list read.
+    public static let maxListBytes = 256 << 20
+
+    /// Reads an import list: JSON Lines of ``ImportLine`` (Schemas/import-list.schema.json),
+    /// lines ending in LF or CRLF, blank lines skipped.
+    ///
+    /// Ids are checked as the schema says: not empty, at most 4,096 characters, each once,
+    /// compared by their UTF-8 bytes (`ExternalID`), as everywhere in the package.
+    /// - Throws: `StageFileError` naming the list, the line and the problem; also when the
+    ///   list is not a regular file (a FIFO is refused, not waited on).
     public static func readList(path: String) throws -> [ImportLine] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw StageFileError(path: path, message: "cannot read the import list")
-        }
+        let data = try InputFiles.read(path, maxBytes: maxListBytes)
         var lines: [ImportLine] = []
-        for (n, raw) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let text = raw.trimmingCharacters(in: .whitespaces)
-            if text.isEmpty { continue }
-            do { lines.append(try JSONDecoder().decode(ImportLine.self, from: Data(text.utf8))) } catch {
-                throw StageFileError(path: path, message: "line \(n + 1): not an import entry: \(error)")
+        var seen: [ExternalID: Int] = [:]
+        for (number, text) in JSONLines.lines(data) {
+            let line: ImportLine
+            do { line = try JSONDecoder().decode(ImportLine.self, from: Data(text.utf8)) } catch {
+                throw StageFileError(path: path, message: "line \(number): not an import entry (Schemas/import-list.schema.json): \(error)")
             }
+            if let problem = ExternalID.problem(line.id) {
+                throw StageFileError(path: path, message: "line \(number): \(problem) (Schemas/import-list.schema.json)")
+            }
+            if let first = seen.updateValue(number, forKey: ExternalID(line.id)) {
+                throw StageFileError(path: path, message: "line \(number): id '\(line.id)' appears twice in the list (first on line \(first)); ids are compared by their UTF-8 bytes")
+            }
+            lines.append(line)
         }
         return lines
+    }
+
+    /// The lines of a list by id (`ExternalID`: UTF-8 bytes), for merging into a unit.
+    /// `readList` has refused duplicates already.
+    public static func byID(_ lines: [ImportLine]) -> [ExternalID: ImportLine] {
+        Dictionary(lines.map { (ExternalID($0.id), $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     /// Adds imported experts to a video vidx-extract has decoded: for each of `wanted`
@@ -59,11 +78,7 @@ public enum FeatureImport {
                 video.stats.rows[name] = stored.rows
             }
         } catch {
-            video.record.status = "failed"
-            video.record.error = .init(class: "bad_features", message: "\(error)")
-            video.stats.status = "failed"
-            video.stats.error = video.record.error
-            video.experts = [:]
+            video.fail(.init(class: "bad_features", message: "\(error)"))
             return []
         }
         return missing

@@ -17,26 +17,33 @@ public struct UnitVideo: Codable, Sendable, Equatable {
         self.contentHash = contentHash
     }
 
-    /// Reads a JSON Lines unit; relative paths are resolved against the unit's directory.
-    /// - Throws: `StageFileError` naming the unit, the line and the problem.
+    /// The largest work unit read (a unit of 100,000 videos is about 10 MB).
+    public static let maxUnitBytes = 256 << 20
+
+    /// Reads a JSON Lines unit (Schemas/work-unit.schema.json): lines end in LF or CRLF,
+    /// blank lines are skipped; relative paths are resolved against the unit's directory.
+    ///
+    /// Ids are checked as the schema says: not empty, at most 4,096 characters, unique by
+    /// their UTF-8 bytes (`ExternalID`: `café` in NFC and in NFD are two videos).
+    /// - Throws: `StageFileError` naming the unit, the line and the problem; also when the
+    ///   unit is not a regular file (a FIFO is refused, not waited on).
     public static func readUnit(path: String) throws -> [UnitVideo] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw StageFileError(path: path, message: "cannot read the work unit")
-        }
+        let data = try InputFiles.read(path, maxBytes: maxUnitBytes)
         let base = URL(fileURLWithPath: path).deletingLastPathComponent().path
-        var videos: [UnitVideo] = [], seen = Set<String>()
-        for (n, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let text = line.trimmingCharacters(in: .whitespaces)
-            if text.isEmpty { continue }
+        var videos: [UnitVideo] = [], seen: [ExternalID: Int] = [:]
+        for (number, text) in JSONLines.lines(data) {
             var v: UnitVideo
             do { v = try JSONDecoder().decode(UnitVideo.self, from: Data(text.utf8)) } catch {
-                throw StageFileError(path: path, message: "line \(n + 1): not a work unit entry {\"id\", \"path\"} (Schemas/work-unit.schema.json): \(error)")
+                throw StageFileError(path: path, message: "line \(number): not a work unit entry {\"id\", \"path\"} (Schemas/work-unit.schema.json): \(error)")
             }
-            guard !v.id.isEmpty, !v.path.isEmpty else {
-                throw StageFileError(path: path, message: "line \(n + 1): empty id or path")
+            if let problem = ExternalID.problem(v.id) {
+                throw StageFileError(path: path, message: "line \(number): \(problem) (Schemas/work-unit.schema.json)")
             }
-            guard seen.insert(v.id).inserted else {
-                throw StageFileError(path: path, message: "line \(n + 1): id '\(v.id)' appears twice in the unit")
+            guard !v.path.isEmpty else {
+                throw StageFileError(path: path, message: "line \(number): video '\(v.id)' has an empty path")
+            }
+            if let first = seen.updateValue(number, forKey: ExternalID(v.id)) {
+                throw StageFileError(path: path, message: "line \(number): id '\(v.id)' appears twice in the unit (first on line \(first)); ids are compared by their UTF-8 bytes")
             }
             if !v.path.hasPrefix("/") { v.path = base + "/" + v.path }
             videos.append(v)
@@ -82,10 +89,45 @@ public struct ExtractedVideo: Sendable {
     public var record: VideoRecord
     public var experts: [String: StoredExpert]
     public var stats: VideoExtractStats
+
+    public init(record: VideoRecord, experts: [String: StoredExpert], stats: VideoExtractStats) {
+        self.record = record
+        self.experts = experts
+        self.stats = stats
+    }
+
+    /// Marks the video `failed` with `error`, dropping its tensors (a failed video has none).
+    public mutating func fail(_ error: VideoRecord.ErrorInfo) {
+        record.status = "failed"
+        record.error = error
+        stats.status = "failed"
+        stats.error = error
+        experts = [:]
+    }
+
+    /// Fails a video that is not failed yet but has no feature row in any expert
+    /// (`no_features`): stored `ok`, every such video would get the same codes and match
+    /// every other with score 1.0. Call it once every expert is in (after imports).
+    /// - Returns: whether the video was failed here.
+    @discardableResult
+    public mutating func failIfNoFeatures() -> Bool {
+        guard record.status != "failed", experts.values.allSatisfy({ $0.rows == 0 }) else { return false }
+        var message = "no expert produced a feature row (\(stats.frames) frames and \(String(format: "%.2f", stats.audioSeconds)) s of audio decoded)"
+        if record.status == "partial", let damage = record.error {
+            message += "; the decode was partial: \(damage.class): \(damage.message)"
+        }
+        fail(.init(class: "no_features", message: message))
+        return true
+    }
 }
 
 /// Decodes a video once and feeds every expert.
 public struct VideoExtractor: Sendable {
+    /// Every error class a video's record can carry after the extract stage (features file
+    /// and `UNIT.stats.json`): the decoder's classes, then the stage's own.
+    public static let errorClasses: [String] = DecodeError.Kind.allCases.map(\.rawValue)
+        + ["unknown_expert", "expert_failed", "bad_features", "no_features"]
+
     public let registry: ExpertRegistry
     /// Expert name -> extractor id, the bundle's experts to run.
     public let experts: [(name: String, extractorID: String)]

@@ -20,10 +20,24 @@ public struct ExpertFeatures: Sendable, Equatable {
 }
 
 /// All experts' features for one video, by expert name. An expert absent from the map,
-/// or with no rows, is missing for this video (HCQ handles that).
+/// with no rows, or whose first value is NaN (`isMaskedByNaN`) is missing for this video
+/// (HCQ handles that); a video with every expert missing is not encoded (`no_features`).
 public struct VideoFeatures: Sendable, Equatable {
     public var experts: [String: ExpertFeatures]
     public init(experts: [String: ExpertFeatures]) { self.experts = experts }
+
+    /// The experts that have rows but whose first value is NaN, sorted by name: HCQ's
+    /// reference treats such a matrix as missing, so the encoder does too. Callers report
+    /// them: a broken extractor or importer writing NaN rows is otherwise invisible.
+    public var nanMaskedExperts: [String] {
+        experts.filter { $0.value.isMaskedByNaN }.map(\.key).sorted()
+    }
+}
+
+extension ExpertFeatures {
+    /// Whether HCQ treats this matrix as missing because its first value is NaN (NaN
+    /// anywhere else is an error, `bad_features`).
+    public var isMaskedByNaN: Bool { rows > 0 && !values.isEmpty && values[0].isNaN }
 }
 
 /// A video's HCQ output.
@@ -38,8 +52,20 @@ public struct VideoEncoding: Sendable, Equatable {
 
 /// Why one video could not be encoded (the others go on).
 public struct EncodeError: Error, CustomStringConvertible, Sendable, Equatable {
-    public enum Kind: String, Sendable {
-        case wrongWidth = "wrong_width", badFeatures = "bad_features", unknownExpert = "unknown_expert"
+    /// Stable strings: they are the `error.class` of codes files (Schemas/codes.md).
+    public enum Kind: String, Sendable, CaseIterable {
+        /// An expert's width differs from the bundle's.
+        case wrongWidth = "wrong_width"
+        /// NaN or infinity in the features or times (but a first value NaN, which masks the
+        /// expert), malformed tensors, or an encoder output that is not finite (features so
+        /// large that float32 overflows).
+        case badFeatures = "bad_features"
+        /// An expert the bundle does not have.
+        case unknownExpert = "unknown_expert"
+        /// Every expert is missing (absent, 0 rows, or masked by a first value NaN). HCQ
+        /// would give every such video the same embedding, so they would all match each
+        /// other with score 1.0: the video is not encoded.
+        case noFeatures = "no_features"
     }
     public let kind: Kind
     public let message: String
@@ -66,6 +92,11 @@ public final class HCQEncoder: @unchecked Sendable {
     }
 
     /// Encodes videos; element i of the result belongs to video i.
+    ///
+    /// A video fails alone: on its inputs (`prepare`), or when any of its outputs is not
+    /// finite (extreme but finite features can overflow float32 inside the network, and
+    /// NaN would quantize to all-zero codes). Rows of a batch do not mix, so one video's
+    /// overflow leaves the others' values as they would be.
     public func encode(_ videos: [VideoFeatures]) -> [Result<VideoEncoding, EncodeError>] {
         var results = [Result<VideoEncoding, EncodeError>?](repeating: nil, count: videos.count)
         var valid: [(index: Int, tokens: VideoTokens)] = []
@@ -79,10 +110,18 @@ public final class HCQEncoder: @unchecked Sendable {
         while start < valid.count {
             let chunk = Array(valid[start..<min(valid.count, start + batchSize)])
             let encoded = run(chunk.map(\.tokens))
-            for (j, item) in chunk.enumerated() { results[item.index] = .success(encoded[j]) }
+            for (j, item) in chunk.enumerated() { results[item.index] = checked(encoded[j]) }
             start += batchSize
         }
         return results.map { $0! }
+    }
+
+    /// `encoding`, or a `bad_features` failure naming the first level whose embedding is
+    /// not finite.
+    func checked(_ encoding: VideoEncoding) -> Result<VideoEncoding, EncodeError> {
+        guard let bad = encoding.embeddings.firstIndex(where: { !$0.isFinite }) else { return .success(encoding) }
+        let level = bad / config.hiddenSize
+        return .failure(EncodeError(kind: .badFeatures, message: "the encoder's output was not finite (\(encoding.embeddings[bad]) at level \(level) of its embedding): features this large overflow float32 inside the network; check their scale"))
     }
 
     // MARK: Token building
@@ -122,7 +161,7 @@ public final class HCQEncoder: @unchecked Sendable {
                                                 message: "expert '\(spec.name)': \(f.values.count) values for \(f.rows) rows of width \(width)"))
                 }
                 // HCQ's reference treats a matrix whose first value is NaN as missing.
-                if !f.values[0].isNaN {
+                if !f.isMaskedByNaN {
                     if let bad = f.values.firstIndex(where: { !$0.isFinite }) {
                         return .failure(EncodeError(kind: .badFeatures,
                                                     message: "expert '\(spec.name)' has \(f.values[bad]) at row \(bad / width), column \(bad % width)"))
@@ -153,6 +192,12 @@ public final class HCQEncoder: @unchecked Sendable {
             tokens.present.append(present)
             tokens.positions.append(positions)
             tokens.masks.append(masks)
+        }
+        guard tokens.present.contains(true) else {
+            let masked = video.nanMaskedExperts
+            let why = masked.isEmpty ? "" : " (first value NaN, which HCQ treats as missing: \(masked.joined(separator: ", ")))"
+            return .failure(EncodeError(kind: .noFeatures,
+                                        message: "no expert has features\(why): every expert is absent, has 0 rows or is masked; such a video would get the same codes as every other empty one"))
         }
         return .success(tokens)
     }

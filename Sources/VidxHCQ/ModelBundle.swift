@@ -38,6 +38,8 @@ public struct ModelBundle: Sendable {
     public var normalizedCodebooks: [Float] { weights.codebooks.flatMap { $0 } }
 
     public static let configName = "bundle.json"
+    /// The largest bundle.json read (a real one is about 1 KB).
+    public static let maxConfigBytes = 1 << 20
     public static let weightsName = "weights.safetensors"
 
     /// Loads and checks a bundle directory.
@@ -52,9 +54,10 @@ public struct ModelBundle: Sendable {
         guard FileManager.default.fileExists(atPath: weightsPath) else {
             throw BundleError(.notFound, path: directory, message: "no \(ModelBundle.weightsName) beside \(ModelBundle.configName)")
         }
+        // Regular files only (a FIFO would block the read); bundle.json is small.
         let configBytes: Data
-        do { configBytes = try Data(contentsOf: URL(fileURLWithPath: configPath)) } catch {
-            throw BundleError(.notFound, path: configPath, message: "cannot read: \(error.localizedDescription)")
+        do { configBytes = try InputFiles.read(configPath, maxBytes: ModelBundle.maxConfigBytes) } catch let e as StageFileError {
+            throw BundleError(.notFound, path: configPath, message: "cannot read: \(e.message)")
         }
         let config: BundleConfig
         do { config = try JSONDecoder().decode(BundleConfig.self, from: configBytes) } catch {

@@ -13,7 +13,10 @@ struct EncodeCommand: ParsableCommand {
         Reads UNIT.features.safetensors (Schemas/features.md), runs the bundle's HCQ video
         encoder and writes UNIT.codes.safetensors (Schemas/codes.md) atomically. A video
         whose features are unusable (wrong width, NaN or infinity, unknown expert, failed
-        extraction) is recorded as failed in the output and the others go on.
+        extraction, no expert with features, an encoder output that is not finite) is
+        recorded as failed in the output and the others go on. An expert whose first value
+        is NaN is treated as missing, as HCQ's reference does; each is named on stderr and
+        counted in the summary.
         Exit status: 0 every video encoded; 3 some videos failed; 2 usage error;
         1 the bundle, the features file or the output could not be used.
         """)
@@ -62,6 +65,17 @@ struct EncodeCommand: ParsableCommand {
                 throw ExitCode(StageExit.failure)
             }
         }
+        // Every expert a video holds must be declared, or its extractor goes unchecked.
+        do {
+            if let (video, expert) = try Self.undeclaredExpert(in: features, videos: unit.videos.count, extractors: unit.extractors) {
+                let declared = unit.extractors.keys.sorted().joined(separator: ", ")
+                printError("vidx-encode: \(features): video '\(unit.videos[video].id)' holds expert '\(expert)', which the file's 'extractors' metadata does not declare (it declares: \(declared.isEmpty ? "none" : declared)): its extractor cannot be checked against the bundle (Schemas/features.md)")
+                throw ExitCode(StageExit.failure)
+            }
+        } catch let e as ExitCode { throw e } catch {
+            printError("vidx-encode: \(error)")
+            throw ExitCode(StageExit.failure)
+        }
         let started = Date()
         let encoder = HCQEncoder(bundle: model, batchSize: batch)
         let config = model.config
@@ -70,6 +84,7 @@ struct EncodeCommand: ParsableCommand {
         var floats: [Float]? = embeddings ? [Float](repeating: 0, count: unit.videos.count * config.levels * config.hiddenSize) : nil
         var records = unit.videos
         var failed = 0
+        var nanMasked = 0   // (video, expert) pairs dropped because the first value is NaN
         // Read and encode in chunks so memory stays bounded for large units.
         let progress = ProgressLine(total: unit.videos.count, minimumItems: 64)
         var start = 0
@@ -91,7 +106,13 @@ struct EncodeCommand: ParsableCommand {
                         experts[name] = ExpertFeatures(rows: e.rows, width: e.width, values: e.features,
                                                        times: timed ? e.times : nil)
                     }
-                    inputs.append(VideoFeatures(experts: experts))
+                    let video = VideoFeatures(experts: experts)
+                    for name in video.nanMaskedExperts {
+                        nanMasked += 1
+                        progress.finish()
+                        printError("vidx-encode: warning: \(features): video '\(records[i].id)': expert '\(name)' has NaN as its first value: treated as missing (HCQ's rule; NaN elsewhere fails the video); check the extractor or importer that wrote it")
+                    }
+                    inputs.append(video)
                     positions.append(i)
                 } catch {
                     records[i].status = "failed"
@@ -135,15 +156,33 @@ struct EncodeCommand: ParsableCommand {
         let ok = records.count - failed
         if json {
             let summary: [String: String] = ["out": out, "videos": String(records.count), "ok": String(ok),
-                                             "failed": String(failed), "bundle_fingerprint": model.fingerprint,
+                                             "failed": String(failed), "nan_masked_experts": String(nanMasked),
+                                             "bundle_fingerprint": model.fingerprint,
                                              "seconds": String(format: "%.3f", seconds)]
             print(String(decoding: try makeJSONEncoder().encode(summary), as: UTF8.self))
         } else {
-            print(String(format: "%@: %d videos, %d encoded, %d failed, %.2f s (%.1f videos/s); bundle %@",
-                         out, records.count, ok, failed, seconds, Double(ok) / max(seconds, 1e-9),
+            print(String(format: "%@: %d videos, %d encoded, %d failed, %d expert(s) masked (first value NaN), %.2f s (%.1f videos/s); bundle %@",
+                         out, records.count, ok, failed, nanMasked, seconds, Double(ok) / max(seconds, 1e-9),
                          String(model.fingerprint.prefix(16))))
         }
         if failed > 0 { throw ExitCode(StageExit.someFailed) }
+    }
+}
+
+extension EncodeCommand {
+    /// The first (video, expert) of a features file whose `v{i}/{E}/features` tensor names an
+    /// expert that `extractors` does not declare, or nil. Reads the header only.
+    /// - Throws: `SafeTensorsError` when the file cannot be read.
+    static func undeclaredExpert(in path: String, videos: Int, extractors: [String: String]) throws -> (Int, String)? {
+        let file = try SafeTensorsFile(path: path)
+        for name in file.names where name.hasPrefix("v") && name.hasSuffix("/features") {
+            let body = name.dropFirst().dropLast("/features".count)
+            guard let slash = body.firstIndex(of: "/"), let video = Int(body[..<slash]), String(video) == body[..<slash],
+                  video < videos else { continue }
+            let expert = String(body[body.index(after: slash)...])
+            if extractors[expert] == nil { return (video, expert) }
+        }
+        return nil
     }
 }
 

@@ -21,8 +21,18 @@ struct ExtractCommand: ParsableCommand {
         from --import LIST.jsonl, in vidx-import-features' format: each video's files are
         merged into the same features file. A video the list does not name, or names without
         one of those experts, has that expert missing (HCQ masks it); a file that cannot be
-        used fails the video.
+        used fails the video. A video from which no expert got a single row is failed
+        (no_features), never stored ok.
         A video that fails is recorded with its error and the others go on.
+        Both outputs are written to temporary names first, then the features file and the
+        stats file last (its presence means the unit is done); an older stats file is
+        removed before the new features file appears. If either cannot be written, neither
+        appears.
+        The appearance expert's CNN weights are --cnn PATH; else
+        $VIDX_MODELS/efficientnet-lite0/weights.safetensors; else, in the executable's
+        directory and each directory above it, models/efficientnet-lite0/weights.safetensors
+        or share/vidx/models/efficientnet-lite0/weights.safetensors (a source tree's
+        .build/release finds ./models, an installed PREFIX/bin finds PREFIX/share/vidx/models).
         Exit status: 0 every video extracted; 3 some failed; 2 usage error; 1 the bundle,
         the CNN weights, the unit or the output could not be used.
         """)
@@ -43,8 +53,8 @@ struct ExtractCommand: ParsableCommand {
     @Option(name: .long, help: "Videos processed at once.")
     var workers: Int = 1
 
-    @Option(name: .long, help: "Converted EfficientNet-Lite0 weights (make models).")
-    var cnn: String = "models/efficientnet-lite0/weights.safetensors"
+    @Option(name: .long, help: "Converted EfficientNet-Lite0 weights (make models); default: $VIDX_MODELS, else models/ or share/vidx/models/ beside or above the executable.")
+    var cnn: String?
 
     @Option(name: .long, help: "Frames per CNN batch.")
     var batch: Int = 16
@@ -68,14 +78,16 @@ struct ExtractCommand: ParsableCommand {
         let model: BundleConfig, fingerprint: String, videos: [UnitVideo], registry: ExpertRegistry
         var experts: [(name: String, extractorID: String)] = []
         var imported: [(name: String, width: Int, extractorID: String)] = []
-        var importLines: [String: ImportLine] = [:]
+        var importLines: [ExternalID: ImportLine] = [:]
         do {
             let b = try ModelBundle(directory: bundle)
             model = b.config
             fingerprint = b.fingerprint
             var problems: [String] = []
             let needsCNN = model.experts.contains { $0.extractor == AppearanceExpert.extractorID }
-            registry = try ExpertRegistry(cnnWeights: needsCNN ? cnn : nil, cnnBatch: batch)
+            var cnnWeights: String? = nil
+            if needsCNN { cnnWeights = try CNNWeights.locate(explicit: cnn) }
+            registry = try ExpertRegistry(cnnWeights: cnnWeights, cnnBatch: batch)
             for spec in model.experts {
                 guard ExpertRegistry.builtinIDs.contains(spec.extractor), let probe = registry.make(extractorID: spec.extractor) else {
                     if importList != nil {
@@ -94,15 +106,14 @@ struct ExtractCommand: ParsableCommand {
             videos = try UnitVideo.readUnit(path: unit)
             if let importList {
                 let names = Set(imported.map(\.name))
-                for line in try FeatureImport.readList(path: importList) {
+                let lines = try FeatureImport.readList(path: importList)   // ids valid and unique by bytes
+                for line in lines {
                     if let other = line.experts.keys.sorted().first(where: { !names.contains($0) }) {
                         let known = names.isEmpty ? "none: vidx-extract runs all of this bundle's experts" : names.sorted().joined(separator: ", ")
                         throw StageFileError(path: importList, message: "video '\(line.id)' names expert '\(other)', which is not one of the bundle's imported experts (\(known))")
                     }
-                    guard importLines.updateValue(line, forKey: line.id) == nil else {
-                        throw StageFileError(path: importList, message: "video '\(line.id)' is listed twice")
-                    }
                 }
+                importLines = FeatureImport.byID(lines)
             }
         } catch {
             printError("vidx-extract: \(error)")
@@ -153,22 +164,22 @@ struct ExtractCommand: ParsableCommand {
         var missingImports = 0
         for i in videos.indices {
             var r = results[i]!
+            let wasFailed = r.record.status == "failed"
             if !imported.isEmpty {
-                let wasFailed = r.record.status == "failed"
-                let missing = FeatureImport.merge(into: &r, line: importLines[videos[i].id],
+                let missing = FeatureImport.merge(into: &r, line: importLines[ExternalID(videos[i].id)],
                                                   wanted: imported.map { ($0.name, $0.width) }, base: importBase)
                 missingImports += missing.count
-                if !wasFailed && r.record.status == "failed" {
-                    failed += 1
-                    printError("vidx-extract: \(videos[i].id): bad_features: \(r.record.error?.message ?? "")")
-                }
+            }
+            r.failIfNoFeatures()
+            if !wasFailed && r.record.status == "failed" {
+                failed += 1
+                printError("vidx-extract: \(videos[i].id) (\(videos[i].path)): \(r.record.error?.class ?? "failed"): \(r.record.error?.message ?? "")")
             }
             writer.add(r.record, experts: r.experts)
             stats.append(r.stats)
         }
         do {
-            try writer.write(to: out)
-            try AtomicFile.write(try makeJSONEncoder(pretty: true).encode(stats), to: statsPath)
+            try publish(features: writer, stats: try makeJSONEncoder(pretty: true).encode(stats))
         } catch {
             printError("vidx-extract: \(error)")
             throw ExitCode(StageExit.failure)
@@ -185,6 +196,77 @@ struct ExtractCommand: ParsableCommand {
             print(String(format: "%@: %d videos, %d failed, %.2f s; stats in %@", out, videos.count, failed, seconds, statsPath))
         }
         if failed > 0 { throw ExitCode(StageExit.someFailed) }
+    }
+}
+
+extension ExtractCommand {
+    /// Publishes the unit's two outputs together: both staged (written and fsynced under
+    /// temporary names, where a full disk fails), the older stats file removed, then the
+    /// features file committed and the stats file last. The stats file's presence means
+    /// the unit is done, so a kill at any point never pairs new features with old stats;
+    /// if the stats file cannot be committed, the new features file is removed again.
+    /// - Throws: `FileWriteError` naming the file and the failed call; nothing new is
+    ///   left at either path then.
+    func publish(features writer: FeaturesWriter, stats: Data) throws {
+        let stagedFeatures = try writer.stage(to: out)
+        let stagedStats = try AtomicFile.stage(stats, to: statsPath)
+        if unlink(statsPath) != 0 && errno != ENOENT {
+            let e = errno
+            throw FileWriteError(path: statsPath, operation: "remove the older stats file", errno: e)
+        }
+        try stagedFeatures.commit()
+        do { try stagedStats.commit() } catch {
+            unlink(out)
+            AtomicFile.syncDirectory(AtomicFile.directory(of: out))
+            throw error
+        }
+    }
+}
+
+/// Where the appearance expert's CNN weights are found when `--cnn` is not given.
+enum CNNWeights {
+    /// The weights file's path below a models directory.
+    static let relative = "efficientnet-lite0/weights.safetensors"
+
+    /// `explicit` if given; else `$VIDX_MODELS/efficientnet-lite0/weights.safetensors`
+    /// if `VIDX_MODELS` is set; else the first of `models/...` and `share/vidx/models/...`
+    /// found in the executable's directory or one above it.
+    /// - Throws: `StageFileError` naming every place looked at.
+    static func locate(explicit: String?) throws -> String {
+        if let explicit { return explicit }   // ConvNet names it if it cannot be read
+        if let models = ProcessInfo.processInfo.environment["VIDX_MODELS"], !models.isEmpty {
+            let path = models + "/" + relative
+            guard isRegularFile(path) else {
+                throw StageFileError(path: path, message: "no EfficientNet-Lite0 weights here (looked here because VIDX_MODELS=\(models); make models builds them, or pass --cnn PATH)")
+            }
+            return path
+        }
+        var looked: [String] = []
+        var dir = URL(fileURLWithPath: executablePath()).deletingLastPathComponent().standardizedFileURL.path
+        while true {
+            for candidate in [dir + "/models/" + relative, dir + "/share/vidx/models/" + relative] {
+                let path = candidate.hasPrefix("//") ? String(candidate.dropFirst()) : candidate
+                if isRegularFile(path) { return path }
+                looked.append(path)
+            }
+            let parent = (dir as NSString).deletingLastPathComponent
+            if parent == dir || parent.isEmpty { break }
+            dir = parent
+        }
+        throw StageFileError(path: relative, message: "EfficientNet-Lite0 weights not found (no --cnn PATH, VIDX_MODELS not set); looked in: \(looked.joined(separator: ", ")). Run make models, or pass --cnn PATH, or set VIDX_MODELS to a directory holding \(relative)")
+    }
+
+    /// This executable's real path (symbolic links resolved), so that an installed
+    /// PREFIX/bin finds PREFIX/share/vidx/models.
+    static func executablePath() -> String {
+        if let real = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return real }
+        let given = Bundle.main.executablePath ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: given).resolvingSymlinksInPath().path
+    }
+
+    static func isRegularFile(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
     }
 }
 

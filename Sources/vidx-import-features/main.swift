@@ -13,8 +13,10 @@ struct ImportCommand: ParsableCommand {
         LIST.jsonl has one line a video: {"id": ..., "experts": {"NAME": {"features": "F.npy",
         "times": "T.npy"}}} with (n, width) features and optional (n, 2) time windows in
         seconds; paths relative to the list. Widths are checked against the bundle's experts.
-        A video whose files are missing, malformed, of the wrong width or hold NaN is
-        recorded as failed and the others go on.
+        Ids must be non-empty, at most 4,096 characters and unique (compared by their UTF-8
+        bytes); lines may end in LF or CRLF. A video whose files are missing, malformed, not
+        regular files, of the wrong width or hold NaN is recorded as failed (bad_features),
+        one with no feature row at all as failed (no_features), and the others go on.
         Exit status: 0 all imported; 3 some videos failed; 2 usage error; 1 the bundle, the
         list or the output could not be used.
         """)
@@ -60,6 +62,16 @@ struct ImportCommand: ParsableCommand {
                 experts = [:]
                 failed += 1
                 printError("vidx-import-features: \(line.id): \(error)")
+            }
+            // Stored ok, a video without a single row would get the same codes as every
+            // other such video: it fails instead.
+            if record.status != "failed" && experts.values.allSatisfy({ $0.rows == 0 }) {
+                let named = experts.isEmpty ? "names no expert" : "gives 0 rows for every expert it names (\(experts.keys.sorted().joined(separator: ", ")))"
+                record.status = "failed"
+                record.error = .init(class: "no_features", message: "the list \(named): no feature row to encode")
+                experts = [:]
+                failed += 1
+                printError("vidx-import-features: \(line.id): no_features: \(record.error!.message)")
             }
             writer.add(record, experts: experts)
         }

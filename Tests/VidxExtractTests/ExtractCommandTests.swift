@@ -10,16 +10,23 @@ import VidxTestSupport
 enum Models {
     static let starter = Python.root + "/models/starter"
     static let cnn = Python.root + "/models/efficientnet-lite0/weights.safetensors"
-    static let ready: Bool = {
+    static var ready: Bool { problem == nil }
+    /// Why the models are not there (the tools' own errors), or nil; shown by the tests that
+    /// need them, which fail (never skip) without them.
+    static let problem: String? = {
         let fm = FileManager.default
+        var errors: [String] = []
         if !fm.fileExists(atPath: starter + "/weights.safetensors") {
-            _ = try? Python.run(["Pipelines/models/make_starter.py", starter])
+            do { try Python.run(["Pipelines/models/make_starter.py", starter]) } catch { errors.append("\(error)") }
         }
         if !fm.fileExists(atPath: cnn) {
-            _ = try? Python.run(["Pipelines/models/convert_efficientnet.py", "--out", Python.root + "/models/efficientnet-lite0",
-                                 "--download-dir", Python.root + "/models/.downloads"])
+            do {
+                try Python.run(["Pipelines/models/convert_efficientnet.py", "--out", Python.root + "/models/efficientnet-lite0",
+                                "--download-dir", Python.root + "/models/.downloads"])
+            } catch { errors.append("\(error)") }
         }
-        return fm.fileExists(atPath: starter + "/weights.safetensors") && fm.fileExists(atPath: cnn)
+        if fm.fileExists(atPath: starter + "/weights.safetensors") && fm.fileExists(atPath: cnn) { return nil }
+        return "run `make models` (" + (errors.isEmpty ? "models/ is incomplete" : errors.joined(separator: "; ")) + ")"
     }()
 }
 
@@ -53,7 +60,7 @@ func ffmpeg(_ args: [String]) throws {
 struct ExtractCommandTests {
     @Test("a unit with a good clip, a missing file and a non-video: features for the clip, errors for the rest, then encode, shard, search")
     func unitThroughThePipeline() throws {
-        try #require(Models.ready, "make models could not build models/ (starter bundle, EfficientNet-Lite0)")
+        try #require(Models.ready, "make models could not build models/ (starter bundle, EfficientNet-Lite0): \(Models.problem ?? "")")
         let dir = makeTestDirectory("extract")
         let clip = dir + "/clip.mp4", still = dir + "/still.mp4"
         try ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=6", "-f", "lavfi",
@@ -128,7 +135,7 @@ struct ExtractCommandTests {
 
     @Test("a bundle mixing built-in and imported experts: --import merges them into the unit's one features file")
     func mixedBundle() throws {
-        try #require(Models.ready, "make models could not build models/ (starter bundle, EfficientNet-Lite0)")
+        try #require(Models.ready, "make models could not build models/ (starter bundle, EfficientNet-Lite0): \(Models.problem ?? "")")
         let dir = makeTestDirectory("extract-mixed")
         // The starter's audio and motion experts plus an imported 8-wide "speech" expert.
         try Python.run(["-c", """

@@ -65,11 +65,18 @@ struct EncodeCommandTests {
             f[at] = fill
             return StoredExpert(rows: 3, width: spec.width, features: f, times: [0, 1, 1, 2, 2, 3])
         }
-        var w = FeaturesWriter()
+        // Every expert present is declared in `extractors` (an undeclared one refuses the file).
+        var declared = Dictionary(uniqueKeysWithValues: bundle.config.experts.map { ($0.name, $0.extractor) })
+        declared["no_such_expert"] = "imported:no_such_expert"
+        var w = FeaturesWriter(extractors: declared)
+        let other = bundle.config.experts[1]
+        let otherRows = StoredExpert(rows: 2, width: other.width, features: [Float](repeating: 0.5, count: 2 * other.width),
+                                     times: [0, 1, 1, 2])
         w.add(VideoRecord(id: "good"), experts: [spec.name: expert(0.25)])
         w.add(VideoRecord(id: "nan"), experts: [spec.name: expert(.nan)])
         w.add(VideoRecord(id: "inf"), experts: [spec.name: expert(.infinity)])
-        w.add(VideoRecord(id: "nan-first"), experts: [spec.name: expert(.nan, at: 0)])   // HCQ: missing, fine
+        // HCQ: a first value NaN makes the expert missing, fine while another has features.
+        w.add(VideoRecord(id: "nan-first"), experts: [spec.name: expert(.nan, at: 0), other.name: otherRows])
         w.add(VideoRecord(id: "alien"), experts: ["no_such_expert": expert(1)])
         w.add(VideoRecord(id: "lost", status: "failed", error: .init(class: "corrupt", message: "truncated")), experts: [:])
         let features = TestData.directory + "/bad.features.safetensors"

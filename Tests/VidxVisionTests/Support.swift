@@ -41,11 +41,17 @@ enum TestNets {
         }
     }
 
-    /// The converted EfficientNet-Lite0 (models/efficientnet-lite0), if present, with 7
-    /// generated 224 x 224 images and the reference outputs; nil when the file is absent.
-    static func realLite0() throws -> Case? {
-        let weights = Python.root + "/models/efficientnet-lite0/weights.safetensors"
-        guard FileManager.default.fileExists(atPath: weights) else { return nil }
+    /// Where `make models` puts the converted EfficientNet-Lite0.
+    static let lite0Weights = Python.root + "/models/efficientnet-lite0/weights.safetensors"
+
+    /// The converted EfficientNet-Lite0 (models/efficientnet-lite0) with 7 generated
+    /// 224 x 224 images and the reference outputs.
+    /// - Throws: `TestDataError` saying to run `make models` when the file is absent.
+    static func realLite0() throws -> Case {
+        let weights = lite0Weights
+        guard FileManager.default.fileExists(atPath: weights) else {
+            throw TestDataError(message: "\(weights) is absent: run `make models` (make test does it first; Pipelines/models/convert_efficientnet.py converts the weights)")
+        }
         return try once("real-lite0") {
             let dir = directory + "/real-lite0"
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
