@@ -162,6 +162,48 @@ struct ExtractSafetyTests {
         #expect(temporaryNames(in: dir).isEmpty)
     }
 
+    @Test("killed at every rename, unlink and fsync: stats never stand beside features that are not theirs; the rerun completes")
+    func killAtEveryStep() throws {
+        try #require(straceMissing == nil, "\(straceMissing ?? "")")
+        let dir = makeTestDirectory("extract-kill")
+        let bundle = try makeBundle(dir + "/bundle", builtin: ["audio", "motion"])
+        try Clips.tone(dir + "/tone.mp4")
+        let unit = dir + "/unit.jsonl"
+        try #"{"id": "tone", "path": "tone.mp4"}"#.write(toFile: unit, atomically: true, encoding: .utf8)
+        // The reference: an uninterrupted run's features.
+        let cleanOut = dir + "/clean.features.safetensors"
+        #expect(try runTool("vidx-extract", ["--bundle", bundle, "--unit", unit, "--out", cleanOut]).status == 0)
+        let reference = try Data(contentsOf: URL(fileURLWithPath: cleanOut))
+        var points = 0
+        for syscall in ["rename", "unlink", "fsync"] {
+            let (status, n) = try syscallCount("vidx-extract", ["--bundle", bundle, "--unit", unit,
+                                                                "--out", dir + "/count-\(syscall).features.safetensors"], of: syscall)
+            #expect(status == 0 && n >= 1, "\(syscall): \(n) calls")
+            for k in 1...n {
+                let out = dir + "/\(syscall)-\(k).features.safetensors", stats = dir + "/\(syscall)-\(k).stats.json"
+                // An older unit's outputs, distinguishable from the new ones.
+                try "old".write(toFile: out, atomically: true, encoding: .utf8)
+                try "[]".write(toFile: stats, atomically: true, encoding: .utf8)
+                let killed = try runKilled("vidx-extract", ["--bundle", bundle, "--unit", unit, "--out", out], at: k, of: syscall)
+                #expect(killed != 0, "\(syscall) #\(k): the run was not killed")
+                if let text = try? String(contentsOfFile: stats, encoding: .utf8) {
+                    let features = (try? Data(contentsOf: URL(fileURLWithPath: out))) ?? Data()
+                    if text == "[]" {
+                        #expect(features == Data("old".utf8), "\(syscall) #\(k): old stats beside new features")
+                    } else {
+                        #expect(features == reference, "\(syscall) #\(k): new stats beside features that are not theirs")
+                    }
+                }
+                let rerun = try runTool("vidx-extract", ["--bundle", bundle, "--unit", unit, "--out", out])
+                #expect(rerun.status == 0, "\(syscall) #\(k): \(rerun.stderr)")
+                #expect(try Data(contentsOf: URL(fileURLWithPath: out)) == reference, "\(syscall) #\(k)")
+                #expect(try String(contentsOfFile: stats, encoding: .utf8) != "[]", "\(syscall) #\(k)")
+                points += 1
+            }
+        }
+        #expect(points >= 5)
+    }
+
     @Test("--cnn defaults: found from any working directory, in $VIDX_MODELS, or in an installed prefix; every place named when absent")
     func cnnResolution() throws {
         try #require(Models.ready, "make models could not build models/ (starter bundle, EfficientNet-Lite0): \(Models.problem ?? "")")

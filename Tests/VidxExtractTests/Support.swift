@@ -3,17 +3,6 @@ import Testing
 import VidxCore
 import VidxTestSupport
 
-/// The built executable `name` (next to the test bundle, as `runTool` finds it).
-func toolPath(_ name: String) throws -> String {
-    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for _ in 0..<4 {
-        let candidate = dir.appendingPathComponent(name).path
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        dir.deleteLastPathComponent()
-    }
-    throw TestDataError(message: "cannot find \(name) near \(CommandLine.arguments[0])")
-}
-
 /// Runs `executable` (a tool name or a path) under `timeout(1)`, so that a tool that
 /// blocks (on a FIFO, say) fails the test with status 124 instead of hanging it.
 /// - Parameters:

@@ -197,36 +197,9 @@ struct InterruptedRunTests {
         #expect(listing(index) == [".lock", "CURRENT", "g000001", "g000002"])
     }
 
-    /// Runs `vidx-shard args` under strace, killed (SIGKILL) at the `k`-th call of `syscall`;
-    /// returns its exit status (137 or -9 when killed).
-    func killed(at k: Int, of syscall: String, _ args: [String]) throws -> Int32 {
-        let tool = try toolPath("vidx-shard")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/strace")
-        p.arguments = ["-f", "-qq", "-o", "/dev/null", "-e", "inject=\(syscall):signal=SIGKILL:when=\(k)",
-                       tool] + args
-        p.standardInput = FileHandle.nullDevice
-        _ = try runCollecting(p)
-        return p.terminationStatus
-    }
-
-    /// How many times a clean run of `vidx-shard args` calls `syscall`.
-    func calls(of syscall: String, _ args: [String]) throws -> Int {
-        let tool = try toolPath("vidx-shard")
-        let log = makeTestDirectory("strace") + "/trace"
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/strace")
-        p.arguments = ["-f", "-qq", "-o", log, "-e", "trace=\(syscall)", tool] + args
-        p.standardInput = FileHandle.nullDevice
-        _ = try runCollecting(p)
-        #expect(p.terminationStatus == 0)
-        return String(decoding: read(log), as: UTF8.self).split(separator: "\n").filter { $0.contains(syscall + "(") }.count
-    }
-
     @Test("killed at every rename and fsync of an append: CURRENT always verifies; the rerun gives the clean run's bytes")
     func killAtEveryStep() throws {
-        try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/strace"),
-                     "this test needs strace, which `make setup` installs (apt-get install strace)")
+        try #require(straceMissing == nil, "\(straceMissing ?? "")")
         let inputs = try IndexInputs("kill", videos: 40, files: 2)
         let seed = inputs.dir + "/seed"
         #expect(try runTool("vidx-shard", ["--index", seed, "--bundle", inputs.bundle, "--shards", "2", inputs.codes[0]]).status == 0)
@@ -240,12 +213,13 @@ struct InterruptedRunTests {
         for syscall in ["rename", "fsync"] {
             let counting = inputs.dir + "/count-" + syscall
             try FileManager.default.copyItem(atPath: seed, toPath: counting)
-            let n = try calls(of: syscall, ["--index", counting] + append)
+            let (countStatus, n) = try syscallCount("vidx-shard", ["--index", counting] + append, of: syscall)
+            #expect(countStatus == 0)
             #expect(n >= (syscall == "rename" ? 4 : 6), "\(syscall): \(n) calls")
             for k in 1...n {
                 let index = inputs.dir + "/\(syscall)-\(k)"
                 try FileManager.default.copyItem(atPath: seed, toPath: index)
-                let status = try killed(at: k, of: syscall, ["--index", index] + append)
+                let status = try runKilled("vidx-shard", ["--index", index] + append, at: k, of: syscall)
                 #expect(status != 0, "\(syscall) #\(k): the run was not killed")
                 let live = current(index)
                 #expect(live == "g000001" || live == "g000002", "\(syscall) #\(k): CURRENT is \(live)")

@@ -104,3 +104,33 @@ enum TestDirectories {
         all.append(d)
     }
 }
+
+/// Fault injection: runs the built executable `name` under strace, which kills it
+/// (SIGKILL) at its `k`-th call of `syscall` (counted per thread, strace's rule).
+/// - Returns: the exit status (9, the signal, when it was killed).
+public func runKilled(_ name: String, _ args: [String], at k: Int, of syscall: String) throws -> Int32 {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/strace")
+    p.arguments = ["-f", "-qq", "-o", "/dev/null", "-e", "inject=\(syscall):signal=SIGKILL:when=\(k)", try toolPath(name)] + args
+    p.standardInput = FileHandle.nullDevice
+    _ = try runCollecting(p)
+    return p.terminationStatus
+}
+
+/// How many times a run of the built executable `name` calls `syscall`, and its status.
+public func syscallCount(_ name: String, _ args: [String], of syscall: String) throws -> (status: Int32, calls: Int) {
+    let log = makeTestDirectory("strace") + "/trace"
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/strace")
+    p.arguments = ["-f", "-qq", "-o", log, "-e", "trace=\(syscall)", try toolPath(name)] + args
+    p.standardInput = FileHandle.nullDevice
+    _ = try runCollecting(p)
+    let trace = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+    return (p.terminationStatus, trace.split(separator: "\n").filter { $0.contains(syscall + "(") }.count)
+}
+
+/// Whether strace (installed by `make setup`) is there for the fault-injection tests.
+public var straceMissing: String? {
+    FileManager.default.isExecutableFile(atPath: "/usr/bin/strace") ? nil
+        : "the fault-injection tests need strace, which `make setup` installs (apt-get install strace)"
+}
