@@ -98,6 +98,41 @@ public enum JSONLines {
     }
 }
 
+extension JSONLines {
+    /// Reads a JSON Lines file whose every line is one entry with an external id (work
+    /// units, import lists): each line decoded as `T`, its id checked (`ExternalID.problem`)
+    /// and unique by its UTF-8 bytes.
+    /// - Parameters:
+    ///   - what: the entry's name in messages ("work unit entry {\"id\", \"path\"}").
+    ///   - container: what the file is in messages ("unit", "list").
+    ///   - schema: the schema's path, named in messages.
+    /// - Returns: the entries with their 1-based line numbers, in file order.
+    /// - Throws: `StageFileError` naming the file, the line and the problem; also when the
+    ///   file is not a regular file (a FIFO is refused, not waited on) or over `maxBytes`.
+    public static func readEntries<T: Decodable>(_ type: T.Type, path: String, maxBytes: Int, what: String,
+                                                 container: String, schema: String,
+                                                 id: (T) -> String) throws -> [(line: Int, entry: T)] {
+        let data = try InputFiles.read(path, maxBytes: maxBytes)
+        var out: [(line: Int, entry: T)] = []
+        var seen: [ExternalID: Int] = [:]
+        for (number, text) in lines(data) {
+            let entry: T
+            do { entry = try JSONDecoder().decode(T.self, from: Data(text.utf8)) } catch {
+                throw StageFileError(path: path, message: "line \(number): not \(what) (\(schema)): \(error)")
+            }
+            let key = id(entry)
+            if let problem = ExternalID.problem(key) {
+                throw StageFileError(path: path, message: "line \(number): \(problem) (\(schema))")
+            }
+            if let first = seen.updateValue(number, forKey: ExternalID(key)) {
+                throw StageFileError(path: path, message: "line \(number): id '\(key)' appears twice in the \(container) (first on line \(first)); ids are compared by their UTF-8 bytes")
+            }
+            out.append((number, entry))
+        }
+        return out
+    }
+}
+
 /// A video's external id as the package compares it: by its UTF-8 bytes.
 ///
 /// One identity rule holds in every stage: two ids are the same video only if their UTF-8

@@ -34,23 +34,8 @@ public enum FeatureImport {
     /// - Throws: `StageFileError` naming the list, the line and the problem; also when the
     ///   list is not a regular file (a FIFO is refused, not waited on).
     public static func readList(path: String) throws -> [ImportLine] {
-        let data = try InputFiles.read(path, maxBytes: maxListBytes)
-        var lines: [ImportLine] = []
-        var seen: [ExternalID: Int] = [:]
-        for (number, text) in JSONLines.lines(data) {
-            let line: ImportLine
-            do { line = try JSONDecoder().decode(ImportLine.self, from: Data(text.utf8)) } catch {
-                throw StageFileError(path: path, message: "line \(number): not an import entry (Schemas/import-list.schema.json): \(error)")
-            }
-            if let problem = ExternalID.problem(line.id) {
-                throw StageFileError(path: path, message: "line \(number): \(problem) (Schemas/import-list.schema.json)")
-            }
-            if let first = seen.updateValue(number, forKey: ExternalID(line.id)) {
-                throw StageFileError(path: path, message: "line \(number): id '\(line.id)' appears twice in the list (first on line \(first)); ids are compared by their UTF-8 bytes")
-            }
-            lines.append(line)
-        }
-        return lines
+        try JSONLines.readEntries(ImportLine.self, path: path, maxBytes: maxListBytes, what: "an import entry",
+                                  container: "list", schema: "Schemas/import-list.schema.json", id: \.id).map(\.entry)
     }
 
     /// The lines of a list by id (`ExternalID`: UTF-8 bytes), for merging into a unit.

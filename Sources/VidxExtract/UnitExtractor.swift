@@ -28,27 +28,18 @@ public struct UnitVideo: Codable, Sendable, Equatable {
     /// - Throws: `StageFileError` naming the unit, the line and the problem; also when the
     ///   unit is not a regular file (a FIFO is refused, not waited on).
     public static func readUnit(path: String) throws -> [UnitVideo] {
-        let data = try InputFiles.read(path, maxBytes: maxUnitBytes)
         let base = URL(fileURLWithPath: path).deletingLastPathComponent().path
-        var videos: [UnitVideo] = [], seen: [ExternalID: Int] = [:]
-        for (number, text) in JSONLines.lines(data) {
-            var v: UnitVideo
-            do { v = try JSONDecoder().decode(UnitVideo.self, from: Data(text.utf8)) } catch {
-                throw StageFileError(path: path, message: "line \(number): not a work unit entry {\"id\", \"path\"} (Schemas/work-unit.schema.json): \(error)")
-            }
-            if let problem = ExternalID.problem(v.id) {
-                throw StageFileError(path: path, message: "line \(number): \(problem) (Schemas/work-unit.schema.json)")
-            }
+        let entries = try JSONLines.readEntries(UnitVideo.self, path: path, maxBytes: maxUnitBytes,
+                                                what: "a work unit entry {\"id\", \"path\"}", container: "unit",
+                                                schema: "Schemas/work-unit.schema.json", id: \.id)
+        return try entries.map { number, entry in
+            var v = entry
             guard !v.path.isEmpty else {
                 throw StageFileError(path: path, message: "line \(number): video '\(v.id)' has an empty path")
             }
-            if let first = seen.updateValue(number, forKey: ExternalID(v.id)) {
-                throw StageFileError(path: path, message: "line \(number): id '\(v.id)' appears twice in the unit (first on line \(first)); ids are compared by their UTF-8 bytes")
-            }
             if !v.path.hasPrefix("/") { v.path = base + "/" + v.path }
-            videos.append(v)
+            return v
         }
-        return videos
     }
 }
 
