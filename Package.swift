@@ -120,7 +120,7 @@ let package = Package(
             path: "Sources/vidx-import-features"
         ),
 
-        .testTarget(name: "VidxCoreTests", dependencies: ["VidxCore"], path: "Tests/VidxCoreTests"),
+        .testTarget(name: "VidxCoreTests", dependencies: ["VidxCore", "VidxTestSupport"], path: "Tests/VidxCoreTests"),
         .testTarget(name: "VidxNumericsTests", dependencies: ["VidxNumerics"], path: "Tests/VidxNumericsTests"),
         .testTarget(name: "VidxVisionTests", dependencies: ["VidxVision", "VidxCore", "VidxNumerics", "VidxTestSupport"],
                     path: "Tests/VidxVisionTests"),
@@ -128,7 +128,7 @@ let package = Package(
         .target(name: "VidxTestSupport", path: "Tests/VidxTestSupport"),
         .testTarget(name: "VidxHCQTests", dependencies: ["VidxHCQ", "VidxCore", "VidxNumerics", "vidx-encode", "VidxTestSupport"],
                     path: "Tests/VidxHCQTests"),
-        .testTarget(name: "VidxIndexTests", dependencies: ["VidxIndex", "VidxCore"], path: "Tests/VidxIndexTests"),
+        .testTarget(name: "VidxIndexTests", dependencies: ["VidxIndex", "VidxCore", "VidxTestSupport"], path: "Tests/VidxIndexTests"),
         .testTarget(name: "VidxSearchTests",
                     dependencies: ["VidxSearch", "CVidxScan", "VidxIndex", "VidxHCQ", "VidxCore", "VidxTestSupport",
                                    "vidx-shard", "vidx-verify", "vidx-search"],

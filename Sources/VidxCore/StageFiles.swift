@@ -1,32 +1,65 @@
 import Foundation
 
-/// A video's line in a features or codes file's `videos` metadata.
+/// A video's line in a features or codes file's `videos` metadata
+/// (Schemas/video-record.schema.json).
 public struct VideoRecord: Codable, Sendable, Equatable {
+    /// Why a video failed or was only partly processed.
     public struct ErrorInfo: Codable, Sendable, Equatable {
-        public var `class`: String
+        public var `class`: FailureClass
         public var message: String
-        public init(class: String, message: String) {
+        public init(class: FailureClass, message: String) {
             self.class = `class`
             self.message = message
         }
+
+        public init(from decoder: Decoder) throws {
+            try StrictDecoding.checkKeys(decoder, allowed: ["class", "message"])
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let name = try c.decode(String.self, forKey: .class)
+            guard let known = FailureClass(rawValue: name) else {
+                throw StrictDecoding.Violation("error class '\(name)' is not one of \(FailureClass.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            self.class = known
+            message = try c.decode(String.self, forKey: .message)
+        }
+
+        enum CodingKeys: String, CodingKey { case `class`, message }
     }
+
     public var id: String
     public var contentHash: String
-    /// `ok`, `partial` or `failed` (`statuses`).
-    public var status: String
-
-    /// Every status a video record may have.
-    public static let statuses = ["ok", "partial", "failed"]
+    public var status: VideoStatus
+    /// Set for `partial` and `failed` videos.
     public var error: ErrorInfo?
 
-    public init(id: String, contentHash: String = "", status: String = "ok", error: ErrorInfo? = nil) {
+    public init(id: String, contentHash: String = "", status: VideoStatus = .ok, error: ErrorInfo? = nil) {
         self.id = id
         self.contentHash = contentHash
         self.status = status
         self.error = error
     }
 
+    /// Marks the video failed with `class` and `message`.
+    public mutating func fail(_ class: FailureClass, _ message: String) {
+        status = .failed
+        error = ErrorInfo(class: `class`, message: message)
+    }
+
     enum CodingKeys: String, CodingKey { case id, contentHash = "content_hash", status, error }
+
+    public init(from decoder: Decoder) throws {
+        try StrictDecoding.checkKeys(decoder, allowed: ["id", "content_hash", "status", "error"])
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        contentHash = try c.decode(String.self, forKey: .contentHash)
+        let name = try c.decode(String.self, forKey: .status)
+        guard let known = VideoStatus(rawValue: name) else {
+            throw StrictDecoding.Violation("video '\(id.prefix(80))': status '\(name)' is not one of \(VideoStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        status = known
+        guard c.contains(.error) else { throw StrictDecoding.Violation("video '\(id.prefix(80))': no 'error' field (null when ok)") }
+        error = try c.decodeIfPresent(ErrorInfo.self, forKey: .error)
+    }
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -201,7 +234,7 @@ public struct CodesFile: Sendable {
             }
             let values = try file.floats("embeddings")
             let hidden = info.shape[2]
-            for (i, v) in videos.enumerated() where v.status != "failed" {
+            for (i, v) in videos.enumerated() where v.status != .failed {
                 let row = values[(i * levels * hidden)..<((i + 1) * levels * hidden)]
                 if let bad = row.firstIndex(where: { !$0.isFinite }) {
                     throw StageFileError(path: path, message: "video '\(v.id)': embedding value \(values[bad]) at level \((bad - i * levels * hidden) / hidden) is not finite")
@@ -259,8 +292,9 @@ enum StageFiles {
         }
     }
 
-    /// The rules every features and codes file's `videos` list follows: ids valid and
-    /// unique by their UTF-8 bytes (`ExternalID`), statuses `ok`, `partial` or `failed`.
+    /// The rules every features and codes file's `videos` list follows beyond its types:
+    /// ids valid and unique by their UTF-8 bytes (`ExternalID`), an error for every video
+    /// that is not `ok`.
     static func check(_ videos: [VideoRecord], path: String) throws {
         var seen = Set<ExternalID>()
         seen.reserveCapacity(videos.count)
@@ -268,8 +302,11 @@ enum StageFiles {
             if let problem = ExternalID.problem(v.id) {
                 throw StageFileError(path: path, message: "video \(i): \(problem)")
             }
-            guard VideoRecord.statuses.contains(v.status) else {
-                throw StageFileError(path: path, message: "video '\(v.id)': status '\(v.status)' is not one of \(VideoRecord.statuses.joined(separator: ", "))")
+            if !v.contentHash.isEmpty && !StrictDecoding.isLowercaseHex(v.contentHash, count: 64) {
+                throw StageFileError(path: path, message: "video '\(v.id)': content_hash is neither empty nor 64 lowercase hex digits")
+            }
+            if v.status != .ok && v.error == nil {
+                throw StageFileError(path: path, message: "video '\(v.id)': status '\(v.status.rawValue)' without an error (every partial or failed video says why)")
             }
             guard seen.insert(ExternalID(v.id)).inserted else {
                 throw StageFileError(path: path, message: "video '\(v.id)' appears twice (video \(i)): ids are unique within a file")

@@ -1,3 +1,4 @@
+import VidxCore
 import CFFmpeg
 
 /// Decodes one audio stream to mono float32 at a fixed rate through libswresample.

@@ -1,3 +1,4 @@
+import VidxCore
 import CFFmpeg
 import CFFmpegShim
 #if canImport(Glibc)
@@ -35,7 +36,7 @@ enum FF {
     /// Turns a negative FFmpeg return code into a `DecodeError` of `kind`, naming the
     /// call, the file, FFmpeg's message and what FFmpeg logged (`logged`: taken from the
     /// log unless the caller took it earlier).
-    static func error(_ kind: DecodeError.Kind, _ code: Int32, call: String, path: String,
+    static func error(_ kind: FailureClass, _ code: Int32, call: String, path: String,
                       context: String? = nil, logged: String? = takeLoggedError()) -> DecodeError {
         var text = context.map { $0 + ": " } ?? ""
         text += "\(call) failed: \(message(code))"

@@ -1,3 +1,4 @@
+import VidxCore
 import CFFmpeg
 
 /// Converts decoded frames of any pixel format to upright RGB24 at the output size:

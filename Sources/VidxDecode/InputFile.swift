@@ -1,3 +1,4 @@
+import VidxCore
 import CFFmpeg
 import CFFmpegShim
 #if canImport(Glibc)

@@ -1,3 +1,4 @@
+import VidxCore
 import CFFmpeg
 
 /// The decode stage's library entry points: probe a file, sample its frames and audio.

@@ -13,12 +13,32 @@ public struct ImportLine: Codable, Sendable {
     public struct Source: Codable, Sendable {
         public var features: String
         public var times: String?
+
+        enum CodingKeys: String, CodingKey { case features, times }
+
+        public init(from decoder: Decoder) throws {
+            try StrictDecoding.checkKeys(decoder, allowed: ["features", "times"])
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            features = try c.decode(String.self, forKey: .features)
+            times = try c.decodeIfPresent(String.self, forKey: .times)
+        }
     }
     public var id: String
     public var contentHash: String?
     public var experts: [String: Source]
 
     enum CodingKeys: String, CodingKey { case id, contentHash = "content_hash", experts }
+
+    public init(from decoder: Decoder) throws {
+        try StrictDecoding.checkKeys(decoder, allowed: ["id", "content_hash", "experts"])
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        contentHash = try c.decodeIfPresent(String.self, forKey: .contentHash)
+        experts = try c.decode([String: Source].self, forKey: .experts)
+        if let h = contentHash, !StrictDecoding.isLowercaseHex(h, count: 64) {
+            throw StrictDecoding.Violation("content_hash is not 64 lowercase hex digits (a SHA-256)")
+        }
+    }
 }
 
 /// Turns feature files computed elsewhere into a features file for the encoder.
@@ -53,7 +73,7 @@ public enum FeatureImport {
     @discardableResult
     public static func merge(into video: inout ExtractedVideo, line: ImportLine?, wanted: [(name: String, width: Int)],
                              base: String) -> [String] {
-        guard video.record.status != "failed" else { return [] }
+        guard video.record.status != .failed else { return [] }
         var missing: [String] = []
         do {
             for (name, width) in wanted {
@@ -63,7 +83,7 @@ public enum FeatureImport {
                 video.stats.rows[name] = stored.rows
             }
         } catch {
-            video.fail(.init(class: "bad_features", message: "\(error)"))
+            video.fail(.init(class: .badFeatures, message: "\(error)"))
             return []
         }
         return missing

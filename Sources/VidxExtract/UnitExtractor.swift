@@ -11,6 +11,17 @@ public struct UnitVideo: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey { case id, path, contentHash = "content_hash" }
 
+    public init(from decoder: Decoder) throws {
+        try StrictDecoding.checkKeys(decoder, allowed: ["id", "path", "content_hash"])
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        path = try c.decode(String.self, forKey: .path)
+        contentHash = try c.decodeIfPresent(String.self, forKey: .contentHash)
+        if let h = contentHash, !StrictDecoding.isLowercaseHex(h, count: 64) {
+            throw StrictDecoding.Violation("content_hash is not 64 lowercase hex digits (a SHA-256)")
+        }
+    }
+
     public init(id: String, path: String, contentHash: String? = nil) {
         self.id = id
         self.path = path
@@ -46,7 +57,7 @@ public struct UnitVideo: Codable, Sendable, Equatable {
 /// Per-video statistics written to `UNIT.stats.json` (Schemas/extract-stats.schema.json).
 public struct VideoExtractStats: Codable, Sendable {
     public var id: String
-    public var status: String
+    public var status: VideoStatus
     public var error: VideoRecord.ErrorInfo?
     public var frames: Int
     public var audioSeconds: Double
@@ -89,9 +100,9 @@ public struct ExtractedVideo: Sendable {
 
     /// Marks the video `failed` with `error`, dropping its tensors (a failed video has none).
     public mutating func fail(_ error: VideoRecord.ErrorInfo) {
-        record.status = "failed"
+        record.status = .failed
         record.error = error
-        stats.status = "failed"
+        stats.status = .failed
         stats.error = error
         experts = [:]
     }
@@ -102,12 +113,12 @@ public struct ExtractedVideo: Sendable {
     /// - Returns: whether the video was failed here.
     @discardableResult
     public mutating func failIfNoFeatures() -> Bool {
-        guard record.status != "failed", experts.values.allSatisfy({ $0.rows == 0 }) else { return false }
+        guard record.status != .failed, experts.values.allSatisfy({ $0.rows == 0 }) else { return false }
         var message = "no expert produced a feature row (\(stats.frames) frames and \(String(format: "%.2f", stats.audioSeconds)) s of audio decoded)"
-        if record.status == "partial", let damage = record.error {
-            message += "; the decode was partial: \(damage.class): \(damage.message)"
+        if record.status == .partial, let damage = record.error {
+            message += "; the decode was partial: \(damage.class.rawValue): \(damage.message)"
         }
-        fail(.init(class: "no_features", message: message))
+        fail(.init(class: .noFeatures, message: message))
         return true
     }
 }
@@ -116,8 +127,7 @@ public struct ExtractedVideo: Sendable {
 public struct VideoExtractor: Sendable {
     /// Every error class a video's record can carry after the extract stage (features file
     /// and `UNIT.stats.json`): the decoder's classes, then the stage's own.
-    public static let errorClasses: [String] = DecodeError.Kind.allCases.map(\.rawValue)
-        + ["unknown_expert", "expert_failed", "bad_features", "no_features"]
+    public static let errorClasses: [FailureClass] = FailureClass.extract
 
     public let registry: ExpertRegistry
     /// Expert name -> extractor id, the bundle's experts to run.
@@ -150,14 +160,14 @@ public struct VideoExtractor: Sendable {
     /// Extracts one video; never throws: a failure is recorded in the result.
     public func extract(_ video: UnitVideo) -> ExtractedVideo {
         let start = DispatchTime.now().uptimeNanoseconds
-        var stats = VideoExtractStats(id: video.id, status: "ok", error: nil, frames: 0, audioSeconds: 0, decodeSeconds: 0,
+        var stats = VideoExtractStats(id: video.id, status: .ok, error: nil, frames: 0, audioSeconds: 0, decodeSeconds: 0,
                                       expertSeconds: [:], totalSeconds: 0, rows: [:])
-        var record = VideoRecord(id: video.id, contentHash: video.contentHash ?? "", status: "ok", error: nil)
+        var record = VideoRecord(id: video.id, contentHash: video.contentHash ?? "", status: .ok, error: nil)
         func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
-        func failed(_ cls: String, _ message: String) -> ExtractedVideo {
-            record.status = "failed"
+        func failed(_ cls: FailureClass, _ message: String) -> ExtractedVideo {
+            record.status = .failed
             record.error = .init(class: cls, message: message)
-            stats.status = "failed"
+            stats.status = .failed
             stats.error = record.error
             stats.totalSeconds = elapsed()
             return ExtractedVideo(record: record, experts: [:], stats: stats)
@@ -165,7 +175,7 @@ public struct VideoExtractor: Sendable {
         var running: [(name: String, expert: Expert)] = []
         for e in experts {
             guard let expert = registry.make(extractorID: e.extractorID) else {
-                return failed("unknown_expert", "no built-in extractor '\(e.extractorID)' for expert '\(e.name)'")
+                return failed(.unknownExpert, "no built-in extractor '\(e.extractorID)' for expert '\(e.name)'")
             }
             running.append((e.name, expert))
         }
@@ -180,13 +190,13 @@ public struct VideoExtractor: Sendable {
                     for r in running { try r.expert.consume(audio: chunk) }
                 })
         } catch let e as DecodeError {
-            return failed(e.kind.rawValue, e.message)
+            return failed(e.kind, e.message)
         } catch {
-            return failed("expert_failed", "\(error)")
+            return failed(.expertFailed, "\(error)")
         }
         if record.contentHash.isEmpty {
             do { record.contentHash = try SHA256Digest.hex(fileAt: video.path) } catch {
-                return failed("unreadable", "\(error)")
+                return failed(.unreadable, "\(error)")
             }
         }
         var out: [String: StoredExpert] = [:]
@@ -199,13 +209,13 @@ public struct VideoExtractor: Sendable {
                 stats.rows[r.name] = s.rows
                 stats.expertSeconds[r.name] = r.expert.seconds
             } catch {
-                return failed("expert_failed", "expert '\(r.name)': \(error)")
+                return failed(.expertFailed, "expert '\(r.name)': \(error)")
             }
         }
         if let damage = report.damage {
-            record.status = "partial"
-            record.error = .init(class: damage.kind.rawValue, message: damage.message)
-            stats.status = "partial"
+            record.status = .partial
+            record.error = .init(class: damage.kind, message: damage.message)
+            stats.status = .partial
             stats.error = record.error
         }
         stats.frames = report.frames.count

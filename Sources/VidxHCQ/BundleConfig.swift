@@ -1,4 +1,5 @@
 import Foundation
+import VidxCore
 
 /// One expert of a bundle: a named feature stream the model was trained on.
 public struct ExpertSpec: Codable, Sendable, Equatable {
@@ -7,14 +8,15 @@ public struct ExpertSpec: Codable, Sendable, Equatable {
     public var width: Int
     /// Token-type id of the expert's tokens.
     public var typeId: Int
-    /// `windowed`: rows carry time windows; `none`: every temporal token gets position 1.
-    public var timing: String
+    /// `windowed`: rows carry time windows; `untimed` (`none` in the file): every temporal
+    /// token gets position 1.
+    public var timing: ExpertTiming
     /// The extractor whose features the model was trained on.
     public var extractor: String
 
-    public var isTimed: Bool { timing == "windowed" }
+    public var isTimed: Bool { timing == .windowed }
 
-    public init(name: String, width: Int, typeId: Int, timing: String, extractor: String) {
+    public init(name: String, width: Int, typeId: Int, timing: ExpertTiming, extractor: String) {
         self.name = name
         self.width = width
         self.typeId = typeId
@@ -23,6 +25,19 @@ public struct ExpertSpec: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey { case name, width, typeId = "type_id", timing, extractor }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        width = try c.decode(Int.self, forKey: .width)
+        typeId = try c.decode(Int.self, forKey: .typeId)
+        let t = try c.decode(String.self, forKey: .timing)
+        guard let known = ExpertTiming(rawValue: t) else {
+            throw StrictDecoding.Violation("expert \(name): timing '\(t)' is not \(ExpertTiming.allCases.map(\.rawValue).joined(separator: " or "))")
+        }
+        timing = known
+        extractor = try c.decode(String.self, forKey: .extractor)
+    }
 }
 
 /// Product-quantization sizes: M sub-codebooks of K codewords per level.
@@ -94,7 +109,6 @@ public struct BundleConfig: Codable, Sendable, Equatable {
         for e in experts {
             if e.width < 1 { p.append("expert \(e.name): width \(e.width) < 1") }
             if e.typeId < 1 || e.typeId >= typeVocabSize { p.append("expert \(e.name): type_id \(e.typeId) outside 1..<\(typeVocabSize)") }
-            if e.timing != "windowed" && e.timing != "none" { p.append("expert \(e.name): timing '\(e.timing)' is not windowed or none") }
         }
         for (what, v) in [("tokens_per_expert", tokensPerExpert), ("max_positions", maxPositions), ("hidden_size", hiddenSize),
                           ("layers", layers), ("heads", heads), ("ffn_size", ffnSize), ("clusters", clusters)] where v < 1 {

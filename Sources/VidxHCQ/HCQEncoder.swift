@@ -1,4 +1,5 @@
 import Foundation
+import VidxCore
 import VidxNumerics
 
 /// One expert's features for one video: `rows` vectors of `width` floats (row-major), and
@@ -52,22 +53,13 @@ public struct VideoEncoding: Sendable, Equatable {
 
 /// Why one video could not be encoded (the others go on).
 public struct EncodeError: Error, CustomStringConvertible, Sendable, Equatable {
-    /// Stable strings: they are the `error.class` of codes files (Schemas/codes.md).
-    public enum Kind: String, Sendable, CaseIterable {
-        /// An expert's width differs from the bundle's.
-        case wrongWidth = "wrong_width"
-        /// NaN or infinity in the features or times (but a first value NaN, which masks the
-        /// expert), malformed tensors, or an encoder output that is not finite (features so
-        /// large that float32 overflows).
-        case badFeatures = "bad_features"
-        /// An expert the bundle does not have.
-        case unknownExpert = "unknown_expert"
-        /// Every expert is missing (absent, 0 rows, or masked by a first value NaN). HCQ
-        /// would give every such video the same embedding, so they would all match each
-        /// other with score 1.0: the video is not encoded.
-        case noFeatures = "no_features"
-    }
-    public let kind: Kind
+    /// One of `FailureClass.encoder`: `wrongWidth` (an expert's width differs from the
+    /// bundle's), `badFeatures` (NaN or infinity in the features or times, but a first
+    /// value NaN, which masks the expert; malformed tensors; an encoder output that is not
+    /// finite), `unknownExpert` (an expert the bundle does not have), `noFeatures` (every
+    /// expert missing: absent, 0 rows, or NaN-masked; HCQ would give every such video the
+    /// same embedding, so they would all match each other with score 1.0).
+    public let kind: FailureClass
     public let message: String
     public var description: String { "\(kind.rawValue): \(message)" }
 }

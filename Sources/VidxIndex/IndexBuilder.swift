@@ -119,9 +119,9 @@ public enum IndexBuilder {
                     }
                 }
             }
-            try check(policy, index: index, mode: "build", parent: parentLive, dropped: dropped, live: unique.count)
-            let planned = try plan(unique, tombstones: [], shape: shape, count: shards, kind: "base", sequence: 0)
-            let config = IndexManifest.Config(mode: "build", shards: shards, inputs: sortedInputs(inputs), deletedIDs: nil)
+            try check(policy, index: index, mode: .build, parent: parentLive, dropped: dropped, live: unique.count)
+            let planned = try plan(unique, tombstones: [], shape: shape, count: shards, kind: .base, sequence: 0)
+            let config = IndexManifest.Config(mode: .build, shards: shards, inputs: sortedInputs(inputs), deletedIDs: nil)
             let manifest = try publish(index: index, parent: live, shape: shape, codebooks: codebooks,
                                        kept: [], planned: planned, config: config, tool: tool)
             return PublishResult(manifest: manifest, unchanged: 0, notFound: [], dropped: dropped)
@@ -130,7 +130,7 @@ public enum IndexBuilder {
 
     /// Refuses what `policy` forbids: an empty generation, or one that drops more than
     /// `policy.maxShrink` of the parent's live videos without `allowShrink`.
-    static func check(_ policy: PublishPolicy, index: String, mode: String, parent: (name: String, live: Int)?,
+    static func check(_ policy: PublishPolicy, index: String, mode: IndexManifest.Mode, parent: (name: String, live: Int)?,
                       dropped: Int, live: Int) throws {
         let unchanged = parent.map { "CURRENT still names \($0.name)" } ?? "no generation published"
         if live == 0 {
@@ -141,7 +141,7 @@ public enum IndexBuilder {
         if share > policy.maxShrink {
             throw PublishRefusal(index: index, String(
                 format: "this %@ would drop %d of the %d videos live in %@ (%.1f %%, over the limit of %.1f %%, --max-shrink %g); %@. Pass --allow-shrink if that is intended",
-                mode, dropped, parent.live, parent.name, 100 * share, 100 * policy.maxShrink, policy.maxShrink, unchanged))
+                mode == .compact ? "compaction" : mode.rawValue, dropped, parent.live, parent.name, 100 * share, 100 * policy.maxShrink, policy.maxShrink, unchanged))
         }
     }
 
@@ -188,13 +188,13 @@ public enum IndexBuilder {
                 return PublishResult(manifest: nil, unchanged: unchanged, notFound: notFound)
             }
             let added = fresh.filter { parent.locate(externalID: $0.entry.externalID) == nil }.count
-            try check(policy, index: index, mode: "append", parent: (parent.name, parent.counts.live),
+            try check(policy, index: index, mode: .append, parent: (parent.name, parent.counts.live),
                       dropped: tombstones.count, live: parent.counts.live - tombstones.count + added)
-            let count = shards ?? parent.manifest.shards.filter { $0.kind == "base" }.first?.shardCount ?? 1
+            let count = shards ?? parent.manifest.shards.filter { $0.kind == .base }.first?.shardCount ?? 1
             let sequence = (parent.manifest.shards.map(\.sequence).max() ?? 0) + 1
-            let planned = try plan(fresh, tombstones: tombstones, shape: shape, count: count, kind: "delta", sequence: sequence)
+            let planned = try plan(fresh, tombstones: tombstones, shape: shape, count: count, kind: .delta, sequence: sequence)
             let kept = parent.manifest.shards.map { (record: $0, from: parent.directory + "/" + $0.file) }
-            let config = IndexManifest.Config(mode: "append", shards: count, inputs: sortedInputs(inputs),
+            let config = IndexManifest.Config(mode: .append, shards: count, inputs: sortedInputs(inputs),
                                               deletedIDs: listed.count)
             let manifest = try publish(index: index, parent: parent.name, shape: shape, codebooks: codebooks,
                                        kept: kept, planned: planned, config: config, tool: tool)
@@ -227,11 +227,11 @@ public enum IndexBuilder {
                 if keepEmbeddings, let e = shard.coarseEmbeddingsF16 { embedding = Array(e[(r * D)..<((r + 1) * D)]) }
                 return IndexEntry(entry: entry, coarseEmbedding: embedding)
             }
-            let count = shards ?? m.shards.filter { $0.kind == "base" }.first?.shardCount ?? 1
-            try check(policy, index: index, mode: "compaction", parent: (parent.name, parent.counts.live),
+            let count = shards ?? m.shards.filter { $0.kind == .base }.first?.shardCount ?? 1
+            try check(policy, index: index, mode: .compact, parent: (parent.name, parent.counts.live),
                       dropped: parent.counts.live - entries.count, live: entries.count)
-            let planned = try plan(entries, tombstones: [], shape: shape, count: count, kind: "base", sequence: 0)
-            let config = IndexManifest.Config(mode: "compact", shards: count, inputs: nil, deletedIDs: nil)
+            let planned = try plan(entries, tombstones: [], shape: shape, count: count, kind: .base, sequence: 0)
+            let config = IndexManifest.Config(mode: .compact, shards: count, inputs: nil, deletedIDs: nil)
             let manifest = try publish(index: index, parent: parent.name, shape: shape, codebooks: parent.codebooks,
                                        kept: [], planned: planned, config: config, tool: tool)
             return PublishResult(manifest: manifest, unchanged: 0, notFound: [])
@@ -242,7 +242,7 @@ public enum IndexBuilder {
 
     struct PlannedShard {
         var file: String
-        var kind: String
+        var kind: ShardKind
         var sequence: Int
         var contents: ShardContents
     }
@@ -278,7 +278,7 @@ public enum IndexBuilder {
     }
 
     static func plan(_ entries: [IndexEntry], tombstones: [UInt64], shape: IndexShape, count: Int,
-                     kind: String, sequence: Int) throws -> [PlannedShard] {
+                     kind: ShardKind, sequence: Int) throws -> [PlannedShard] {
         guard count >= 1 && count <= 9999 else { throw IndexError(path: "", "the shard count must be between 1 and 9999, not \(count)") }
         let withEmbeddings = entries.contains { $0.coarseEmbedding != nil }
         if withEmbeddings, let bad = entries.first(where: { $0.coarseEmbedding?.count != shape.dimension }) {
@@ -294,7 +294,7 @@ public enum IndexBuilder {
         var planned: [PlannedShard] = []
         for s in 0..<count {
             // Deltas only where there is something to say; base shards always (S files).
-            if kind == "delta" && buckets[s].isEmpty && stones[s].isEmpty { continue }
+            if kind == .delta && buckets[s].isEmpty && stones[s].isEmpty { continue }
             let sorted = buckets[s].sorted { $0.entry.id < $1.entry.id }
             let embeddings: [UInt16]? = withEmbeddings ? sorted.flatMap { $0.coarseEmbedding! } : nil
             let contents = ShardContents(levels: UInt32(shape.levels), subspaces: UInt32(shape.subspaces),
@@ -302,7 +302,7 @@ public enum IndexBuilder {
                                          bundleFingerprint: fingerprint, shardIndex: UInt32(s), shardCount: UInt32(count),
                                          entries: sorted.map(\.entry), tombstones: stones[s].sorted(),
                                          coarseEmbeddingsF16: embeddings)
-            let file = kind == "base" ? String(format: "base-%04d.vidx", s)
+            let file = kind == .base ? String(format: "base-%04d.vidx", s)
                                       : String(format: "delta-%04d-%04d.vidx", sequence, s)
             planned.append(PlannedShard(file: file, kind: kind, sequence: sequence, contents: contents))
         }
@@ -321,7 +321,7 @@ public enum IndexBuilder {
         let name = try nextGenerationName(after: parent, index: index)
         let tmp = index + "/.tmp-" + name
         try AtomicFile.makeDirectory(tmp)
-        var files: [(file: String, kind: String, sequence: Int)] = []
+        var files: [(file: String, kind: ShardKind, sequence: Int)] = []
         for k in kept {
             try linkOrCopy(k.from, to: tmp + "/" + k.record.file)
             files.append((k.record.file, k.record.kind, k.record.sequence))

@@ -32,7 +32,7 @@ public enum IndexVerifier {
         var shards: [Shard] = [], sequences: [Int] = []
         for record in manifest.shards {
             let path = dir + "/" + record.file
-            let expectedKind = record.sequence == 0 ? "base" : "delta"
+            let expectedKind: ShardKind = record.sequence == 0 ? .base : .delta
             if record.kind != expectedKind {
                 problems.append("\(manifestPath): shard \(record.file) has kind '\(record.kind)' at sequence \(record.sequence)")
             }

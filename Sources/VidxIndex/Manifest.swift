@@ -18,7 +18,7 @@ public struct IndexManifest: Codable, Sendable, Equatable {
 
     public struct ShardRecord: Codable, Sendable, Equatable {
         public var file: String
-        public var kind: String
+        public var kind: ShardKind
         public var sequence: Int
         public var shardIndex: Int
         public var shardCount: Int
@@ -59,8 +59,18 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         }
     }
 
+    /// How a generation was made (`config.mode`).
+    public enum Mode: String, Codable, Sendable, CaseIterable {
+        /// A fresh set of base shards from codes files.
+        case build
+        /// The parent's shards kept, delta shards and tombstones added.
+        case append
+        /// The parent's live entries rewritten into fresh base shards.
+        case compact
+    }
+
     public struct Config: Codable, Sendable, Equatable {
-        public var mode: String
+        public var mode: Mode
         public var shards: Int
         public var inputs: [Input]?
         public var deletedIDs: Int?
@@ -156,9 +166,7 @@ public struct IndexManifest: Codable, Sendable, Equatable {
     /// The first rule of Schemas/index-manifest.schema.json that the manifest's values
     /// break, or nil. (Key presence and JSON types are checked when parsing.)
     public func validate() -> String? {
-        func hex(_ s: String, _ count: Int) -> Bool {
-            s.utf8.count == count && s.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
-        }
+        let hex = StrictDecoding.isLowercaseHex
         func digits(_ s: Substring) -> Bool { s.utf8.allSatisfy { (48...57).contains($0) } }
         if formatVersion != IndexManifest.version { return "format_version is \(formatVersion), not \(IndexManifest.version)" }
         if !IndexGeneration.isGenerationName(generation) { return "generation '\(generation)' is not g followed by 6 digits" }
@@ -181,7 +189,6 @@ public struct IndexManifest: Codable, Sendable, Equatable {
                 || (parts.count == 3 && parts[0] == "delta" && parts[1].count == 4 && digits(parts[1])
                     && parts[2].count == 4 && digits(parts[2]))
             if !fileOK { return "shards[\(i)].file '\(name)' is not base-NNNN.vidx or delta-NNNN-NNNN.vidx" }
-            if r.kind != "base" && r.kind != "delta" { return "shards[\(i)].kind '\(r.kind)' is not base or delta" }
             if r.sequence < 0 || r.shardIndex < 0 || r.videos < 0 || r.tombstones < 0 || r.bytes < 0 {
                 return "shards[\(i)] has a negative count"
             }
@@ -190,7 +197,6 @@ public struct IndexManifest: Codable, Sendable, Equatable {
             if !hex(r.sha256, 64) { return "shards[\(i)].sha256 is not 64 lowercase hex digits" }
         }
         if counts.entries < 0 || counts.live < 0 || counts.superseded < 0 || counts.deleted < 0 { return "counts are negative" }
-        if !["build", "append", "compact"].contains(config.mode) { return "config.mode '\(config.mode)' is not build, append or compact" }
         if config.shards < 1 { return "config.shards must be at least 1" }
         if let d = config.deletedIDs, d < 0 { return "config.deleted_ids is negative" }
         for (i, input) in (config.inputs ?? []).enumerated() {
@@ -241,6 +247,14 @@ public struct IndexManifest: Codable, Sendable, Equatable {
         data.append(0x0A)
         return data
     }
+}
+
+/// What a shard holds in its generation (Schemas/index-manifest.schema.json).
+public enum ShardKind: String, Codable, Sendable, CaseIterable {
+    /// One of the S base shards (sequence 0), written by a build or a compaction.
+    case base
+    /// A shard of a delta round (sequence k >= 1), written by an append.
+    case delta
 }
 
 /// A problem with an index directory, a generation or one of its files.

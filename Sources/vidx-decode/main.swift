@@ -161,13 +161,13 @@ struct DecodeCommand: ParsableCommand {
         } catch let error as FrameWriteFailure {
             // Decoded, perhaps, but its frames are not all on disk: a failure of its own
             // class (not the video's fault), and the run exits 1.
-            entry.status = "failed"
-            entry.error = .init(class: "write_failed", message: error.description)
+            entry.status = .failed
+            entry.error = .init(class: .writeFailed, message: error.description)
             entry.writeError = error.description
             if let probe = try? MediaDecoder.probe(path: file, limits: options.limits) { entry.probe = probe }
         } catch {
-            entry.status = "failed"
-            entry.error = .init(class: "internal", message: "\(error)")
+            entry.status = .failed
+            entry.error = .init(class: .internal, message: "\(error)")
         }
         return entry
     }
@@ -175,9 +175,9 @@ struct DecodeCommand: ParsableCommand {
 
 /// What `--json` prints for one file (Schemas/decode-report.schema.json).
 struct ReportEntry: Encodable {
-    struct ErrorInfo: Encodable { var `class`: String; var message: String }
+    typealias ErrorInfo = VideoRecord.ErrorInfo
     var file: String
-    var status = "ok"
+    var status = VideoStatus.ok
     var probe: MediaProbe?
     var frames: [FrameInfo] = []
     var audio: AudioSummary?
@@ -195,14 +195,14 @@ struct ReportEntry: Encodable {
         audio = r.audio
         stats = r.stats
         if let d = r.damage {
-            status = "partial"
-            error = .init(class: d.kind.rawValue, message: d.message)
+            status = .partial
+            error = .init(class: d.kind, message: d.message)
         }
     }
 
     mutating func record(_ e: DecodeError) {
-        status = "failed"
-        error = .init(class: e.kind.rawValue, message: e.message)
+        status = .failed
+        error = .init(class: e.kind, message: e.message)
     }
 
     func encode(to encoder: Encoder) throws {
@@ -219,7 +219,7 @@ struct ReportEntry: Encodable {
     var text: String {
         var lines: [String] = []
         let f2 = { (v: Double?) in v.map { String(format: "%.3f", $0) } ?? "?" }
-        lines.append("\(file): \(status)" + (error.map { " [\($0.class)] \($0.message)" } ?? ""))
+        lines.append("\(file): \(status.rawValue)" + (error.map { " [\($0.class.rawValue)] \($0.message)" } ?? ""))
         if let p = probe {
             lines.append("  container \(p.container), duration \(f2(p.duration)) s, start \(f2(p.startTime)) s")
             if let v = p.video {
@@ -235,7 +235,7 @@ struct ReportEntry: Encodable {
                 lines.append("  audio: none")
             }
         }
-        if status != "failed" {
+        if status != .failed {
             let list = frames.map { "#\($0.index)@\(String(format: "%.3f", $0.time))" }
             lines.append("  sampled \(frames.count) frame(s): " + list.joined(separator: " "))
             if let a = audio {
@@ -268,7 +268,7 @@ final class OrderedPrinter: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         waiting[i] = (entry, json)
         while let (e, json) = waiting.removeValue(forKey: next) {
-            if e.status != "ok" { failedOrPartial += 1 }
+            if e.status != .ok { failedOrPartial += 1 }
             var text = e.text
             if json, let data = try? encoder.encode(e) { text = String(decoding: data, as: UTF8.self) }
             progress.printAbove(text)

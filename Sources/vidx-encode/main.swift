@@ -93,8 +93,7 @@ struct EncodeCommand: ParsableCommand {
             var inputs: [VideoFeatures] = []
             var positions: [Int] = []
             for i in start..<end {
-                if records[i].status == "failed" {
-                    records[i].error = records[i].error ?? .init(class: "failed", message: "extraction failed")
+                if records[i].status == .failed {
                     failed += 1
                     continue
                 }
@@ -115,8 +114,8 @@ struct EncodeCommand: ParsableCommand {
                     inputs.append(video)
                     positions.append(i)
                 } catch {
-                    records[i].status = "failed"
-                    records[i].error = .init(class: "bad_features", message: "\(error)")
+                    records[i].status = .failed
+                    records[i].error = .init(class: .badFeatures, message: "\(error)")
                     failed += 1
                 }
             }
@@ -130,8 +129,8 @@ struct EncodeCommand: ParsableCommand {
                         floats!.replaceSubrange((i * n)..<((i + 1) * n), with: enc.embeddings)
                     }
                 case .failure(let e):
-                    records[i].status = "failed"
-                    records[i].error = .init(class: e.kind.rawValue, message: e.message)
+                    records[i].status = .failed
+                    records[i].error = .init(class: e.kind, message: e.message)
                     failed += 1
                 }
             }
@@ -150,8 +149,8 @@ struct EncodeCommand: ParsableCommand {
             throw ExitCode(StageExit.failure)
         }
         let seconds = Date().timeIntervalSince(started)
-        for r in records where r.status == "failed" {
-            printError("vidx-encode: \(features): video '\(r.id)': \(r.error?.class ?? "failed"): \(r.error?.message ?? "")")
+        for r in records where r.status == .failed {
+            printError("vidx-encode: \(features): video '\(r.id)': \(r.error?.class.rawValue ?? "failed"): \(r.error?.message ?? "")")
         }
         let ok = records.count - failed
         if json {

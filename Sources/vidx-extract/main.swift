@@ -146,10 +146,10 @@ struct ExtractCommand: ParsableCommand {
                 lock.lock()
                 slots[i] = result
                 done += 1
-                if result.record.status == "failed" {
+                if result.record.status == .failed {
                     failed += 1
                     progress.finish()
-                    printError("vidx-extract: \(list[i].id) (\(list[i].path)): \(result.record.error?.class ?? "failed"): \(result.record.error?.message ?? "")")
+                    printError("vidx-extract: \(list[i].id) (\(list[i].path)): \(result.record.error?.class.rawValue ?? "failed"): \(result.record.error?.message ?? "")")
                 }
                 progress.update(done: done, failed: failed, current: list[i].path)
                 lock.unlock()
@@ -164,16 +164,16 @@ struct ExtractCommand: ParsableCommand {
         var missingImports = 0
         for i in videos.indices {
             var r = results[i]!
-            let wasFailed = r.record.status == "failed"
+            let wasFailed = r.record.status == .failed
             if !imported.isEmpty {
                 let missing = FeatureImport.merge(into: &r, line: importLines[ExternalID(videos[i].id)],
                                                   wanted: imported.map { ($0.name, $0.width) }, base: importBase)
                 missingImports += missing.count
             }
             r.failIfNoFeatures()
-            if !wasFailed && r.record.status == "failed" {
+            if !wasFailed && r.record.status == .failed {
                 failed += 1
-                printError("vidx-extract: \(videos[i].id) (\(videos[i].path)): \(r.record.error?.class ?? "failed"): \(r.record.error?.message ?? "")")
+                printError("vidx-extract: \(videos[i].id) (\(videos[i].path)): \(r.record.error?.class.rawValue ?? "failed"): \(r.record.error?.message ?? "")")
             }
             writer.add(r.record, experts: r.experts)
             stats.append(r.stats)

@@ -57,18 +57,18 @@ struct ImportCommand: ParsableCommand {
                     extractors[name] = spec.extractor
                 }
             } catch {
-                record.status = "failed"
-                record.error = .init(class: "bad_features", message: "\(error)")
+                record.status = .failed
+                record.error = .init(class: .badFeatures, message: "\(error)")
                 experts = [:]
                 failed += 1
                 printError("vidx-import-features: \(line.id): \(error)")
             }
             // Stored ok, a video without a single row would get the same codes as every
             // other such video: it fails instead.
-            if record.status != "failed" && experts.values.allSatisfy({ $0.rows == 0 }) {
+            if record.status != .failed && experts.values.allSatisfy({ $0.rows == 0 }) {
                 let named = experts.isEmpty ? "names no expert" : "gives 0 rows for every expert it names (\(experts.keys.sorted().joined(separator: ", ")))"
-                record.status = "failed"
-                record.error = .init(class: "no_features", message: "the list \(named): no feature row to encode")
+                record.status = .failed
+                record.error = .init(class: .noFeatures, message: "the list \(named): no feature row to encode")
                 experts = [:]
                 failed += 1
                 printError("vidx-import-features: \(line.id): no_features: \(record.error!.message)")

@@ -121,9 +121,9 @@ struct ShardCommand: ParsableCommand {
                     }
                     let per = c.levels * c.pq.subspaces, D = c.hiddenSize
                     for (i, video) in file.videos.enumerated() {
-                        if video.status == "failed" {
+                        if video.status == .failed {
                             failedVideos += 1
-                            failureClasses[video.error?.class ?? "failed", default: 0] += 1
+                            failureClasses[video.error?.class.rawValue ?? "failed", default: 0] += 1
                             continue
                         }
                         var embedding: [UInt16]? = nil

@@ -39,7 +39,10 @@ def main():
     elif change == "set-id":
         videos[int(args[0])]["id"] = args[1]
     elif change == "set-status":
-        videos[int(args[0])]["status"] = args[1]
+        v = videos[int(args[0])]
+        v["status"] = args[1]
+        if args[1] in ("partial", "failed") and v.get("error") is None:
+            v["error"] = {"class": "corrupt", "message": "set by edit_codes_file.py"}
     else:
         sys.exit(f"unknown change {change!r}")
     meta["videos"] = json.dumps(videos, separators=(",", ":"), ensure_ascii=False)

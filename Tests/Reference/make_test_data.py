@@ -139,7 +139,7 @@ def make_videos(cfg: dict, r: np.random.RandomState, prefix: str):
         return X, tm
     add("infinity-inside", {n: int(r.randint(2, T)) for n in names}, edit={untimed[0]: inf_inside}, ok=False)
     add("partial", {n: 1 for n in names[:2]}, status="partial",
-        error={"class": "truncated", "message": "end of file after 3.2 s"})
+        error={"class": "corrupt", "message": "end of file after 3.2 s"})
     add("late-windows", {n: int(r.randint(T // 2, 2 * T)) for n in names}, late=True)
     add("untimed-only", {n: int(r.randint(1, 2 * T)) for n in untimed})
     add("exactly-T", {n: T for n in names})

@@ -1,9 +1,10 @@
 import Foundation
 import Testing
+import VidxCore
 @testable import VidxDecode
 
 /// Asserts that decoding `path` fails with `kind`, and that the message names the file.
-func expectFailure(_ path: String, _ kind: DecodeError.Kind, options o: DecodeOptions? = nil,
+func expectFailure(_ path: String, _ kind: FailureClass, options o: DecodeOptions? = nil,
                    sourceLocation: SourceLocation = #_sourceLocation) throws {
     let opts = try o ?? options("fps:1")
     do {
@@ -180,7 +181,7 @@ struct BadInputTests {
 
     @Test("every error class has a stable name")
     func kindNames() {
-        #expect(DecodeError.Kind.allCases.map(\.rawValue) == [
+        #expect(FailureClass.decode.map(\.rawValue) == [
             "not_found", "unreadable", "not_media_file", "no_video_stream", "unsupported_codec", "corrupt", "too_large", "timed_out",
         ])
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VidxCore
 @testable import VidxDecode
 
 /// Damaged and cut-short files, as the fault-injection campaigns of issue 10 found them:

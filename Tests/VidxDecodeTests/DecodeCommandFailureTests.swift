@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VidxCore
 @testable import VidxDecode
 
 /// The JSON lines of a `vidx-decode --json` run, each checked against the published schema.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VidxCore
 @testable import VidxDecode
 
 /// Runs the built `vidx-decode` and returns its exit status and output.

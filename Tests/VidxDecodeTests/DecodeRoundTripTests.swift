@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VidxCore
 @testable import VidxDecode
 
 /// The frame index the definition samples for each target of `policy`, for a constant

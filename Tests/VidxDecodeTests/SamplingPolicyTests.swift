@@ -1,4 +1,5 @@
 import Testing
+import VidxCore
 @testable import VidxDecode
 
 @Suite("Sampling policies and frame selection")

@@ -19,11 +19,11 @@ struct EncodeCommandTests {
         #expect(codes.levels == bundle.config.levels && codes.subspaces == bundle.config.pq.subspaces)
         let unit = try FeaturesFile(path: data.features)
         #expect(codes.videos.map(\.id) == unit.videos.map(\.id))
-        let failed = codes.videos.filter { $0.status == "failed" }
+        let failed = codes.videos.filter { $0.status == .failed }
         #expect(!failed.isEmpty)
         #expect(failed.allSatisfy { $0.error != nil })
         let classes = Set(failed.compactMap { $0.error?.class })
-        #expect(classes.contains("wrong_width"))
+        #expect(classes.contains(.wrongWidth))
         for f in failed { #expect(r.stderr.contains(f.id)) }
         // Every encoded video equals the library's encoding of it, batched as vidx-encode
         // batches (chunks of 4 x 16 videos, the readable ones in batches of 16): on AMD Zen,
@@ -38,7 +38,7 @@ struct EncodeCommandTests {
         }
         let perVideo = codes.levels * codes.subspaces
         let perEmbedding = codes.levels * bundle.config.hiddenSize
-        for (i, record) in codes.videos.enumerated() where record.status != "failed" {
+        for (i, record) in codes.videos.enumerated() where record.status != .failed {
             let enc = try #require(library[i], "video \(i) encoded by the tool, not by the library")
             #expect(Array(codes.codes[(i * perVideo)..<((i + 1) * perVideo)]) == enc.codes)
             #expect(Array(codes.embeddings![(i * perEmbedding)..<((i + 1) * perEmbedding)]) == enc.embeddings)
@@ -78,15 +78,15 @@ struct EncodeCommandTests {
         // HCQ: a first value NaN makes the expert missing, fine while another has features.
         w.add(VideoRecord(id: "nan-first"), experts: [spec.name: expert(.nan, at: 0), other.name: otherRows])
         w.add(VideoRecord(id: "alien"), experts: ["no_such_expert": expert(1)])
-        w.add(VideoRecord(id: "lost", status: "failed", error: .init(class: "corrupt", message: "truncated")), experts: [:])
+        w.add(VideoRecord(id: "lost", status: .failed, error: .init(class: .corrupt, message: "truncated")), experts: [:])
         let features = TestData.directory + "/bad.features.safetensors"
         try w.write(to: features)
         let out = TestData.directory + "/bad.codes.safetensors"
         let r = try runTool("vidx-encode", ["--bundle", data.bundle, "--features", features, "--out", out])
         #expect(r.status == 3)
         let codes = try CodesFile(path: out)
-        #expect(codes.videos.map(\.status) == ["ok", "failed", "failed", "ok", "failed", "failed"])
-        #expect(codes.videos.map { $0.error?.class } == [nil, "bad_features", "bad_features", nil, "unknown_expert", "corrupt"])
+        #expect(codes.videos.map(\.status) == [.ok, .failed, .failed, .ok, .failed, .failed])
+        #expect(codes.videos.map { $0.error?.class } == [nil, .badFeatures, .badFeatures, nil, .unknownExpert, .corrupt])
     }
 
     @Test("refuses features extracted for other experts, naming both extractors")

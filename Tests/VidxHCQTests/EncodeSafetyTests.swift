@@ -58,8 +58,8 @@ struct EncodeSafetyTests {
         let r = try runTool("vidx-encode", ["--bundle", data.bundle, "--features", features, "--out", out, "--embeddings"])
         #expect(r.status == 3, "\(r.stderr)")
         let codes = try CodesFile(path: out)
-        #expect(codes.videos.map(\.status) == ["ok", "failed", "failed", "failed", "ok", "ok"])
-        #expect(codes.videos.map { $0.error?.class } == [nil, "no_features", "no_features", "no_features", nil, nil])
+        #expect(codes.videos.map(\.status) == [.ok, .failed, .failed, .failed, .ok, .ok])
+        #expect(codes.videos.map { $0.error?.class } == [nil, .noFeatures, .noFeatures, .noFeatures, nil, nil])
         let perVideo = codes.levels * codes.subspaces
         for i in 1...3 {
             #expect(codes.codes[(i * perVideo)..<((i + 1) * perVideo)].allSatisfy { $0 == 0 }, "video \(i) codes")
@@ -136,8 +136,8 @@ struct EncodeSafetyTests {
         let r = try runTool("vidx-encode", ["--bundle", bundleDirectory, "--features", features, "--out", out, "--embeddings"])
         #expect(r.status == 3, "\(r.stderr)")
         let codes = try CodesFile(path: out)   // refuses non-finite embeddings of videos not failed
-        #expect(codes.videos.map(\.status) == ["ok", "failed", "ok"])
-        #expect(codes.videos[1].error?.class == "bad_features")
+        #expect(codes.videos.map(\.status) == [.ok, .failed, .ok])
+        #expect(codes.videos[1].error?.class == .badFeatures)
         #expect(codes.videos[1].error?.message.contains("output was not finite") == true, "\(codes.videos[1].error?.message ?? "")")
         #expect(r.stderr.contains("'extreme'") && r.stderr.contains("not finite"), "\(r.stderr)")
         let perVideo = codes.levels * codes.subspaces, n = codes.levels * bundle.config.hiddenSize
@@ -183,7 +183,7 @@ struct EncodeSafetyTests {
     @Test("Schemas/codes.md names every error class the encoder writes")
     func classesDocumented() throws {
         let spec = try String(contentsOfFile: Python.root + "/Schemas/codes.md", encoding: .utf8)
-        for kind in EncodeError.Kind.allCases {
+        for kind in FailureClass.encoder {
             #expect(spec.contains("`\(kind.rawValue)`"), "Schemas/codes.md does not name `\(kind.rawValue)`")
         }
     }

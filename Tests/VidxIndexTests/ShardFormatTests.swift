@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VidxCore
+import VidxTestSupport
 @testable import VidxIndex
 
 // MARK: - CRC-32C and ids
@@ -528,5 +529,16 @@ struct ShardDefectTests {
             if validationError(bytes, verifyChecksums: verify) != nil { refused += 1 }
         }
         if verify { #expect(refused == baseShard.count) }  // the CRCs cover every byte
+    }
+}
+
+@Suite("Index vocabulary: the manifest schema's enums equal the Swift enums")
+struct IndexVocabularyTests {
+    @Test("shard kinds and generation modes")
+    func enums() throws {
+        #expect(try schemaEnum("index-manifest.schema.json", ["properties", "shards", "items", "properties", "kind"])
+                == ShardKind.allCases.map(\.rawValue))
+        #expect(try schemaEnum("index-manifest.schema.json", ["properties", "config", "properties", "mode"])
+                == IndexManifest.Mode.allCases.map(\.rawValue))
     }
 }

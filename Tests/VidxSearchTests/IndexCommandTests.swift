@@ -106,18 +106,18 @@ struct IndexCommandTests {
         #expect(current(index) == "g000002")
         let g2 = try IndexGeneration(indexDirectory: index)
         #expect(g2.manifest.parent == "g000001")
-        #expect(g2.manifest.shards.contains { $0.kind == "delta" && $0.sequence == 1 })
+        #expect(g2.manifest.shards.contains { $0.kind == .delta && $0.sequence == 1 })
         // Base shards are kept as they were (hard links: same bytes, same inode).
-        for record in g2.manifest.shards where record.kind == "base" {
+        for record in g2.manifest.shards where record.kind == .base {
             let a = try FileManager.default.attributesOfItem(atPath: g1.directory + "/" + record.file)
             let b = try FileManager.default.attributesOfItem(atPath: g2.directory + "/" + record.file)
             #expect(a[.systemFileNumber] as? Int == b[.systemFileNumber] as? Int)
         }
         #expect(g2.locate(externalID: "video-00001") == nil && g2.locate(externalID: "video-00002") == nil)
         let live50 = try #require(g2.locate(externalID: "video-00050"))
-        #expect(g2.manifest.shards[live50.shard].kind == "delta")
+        #expect(g2.manifest.shards[live50.shard].kind == .delta)
         let live10 = try #require(g2.locate(externalID: "video-00010"))
-        #expect(g2.manifest.shards[live10.shard].kind == "base")
+        #expect(g2.manifest.shards[live10.shard].kind == .base)
         let okNightly = (40..<80).filter { $0 % 7 != 6 }.count
         let okBaseOld = (0..<60).filter { $0 % 7 != 6 }.count
         let supersededCount = (40..<60).filter { $0 % 7 != 6 }.count
@@ -142,7 +142,7 @@ struct IndexCommandTests {
         #expect(c.status == 0, "\(c.stderr)")
         let g3 = try IndexGeneration(indexDirectory: index)
         #expect(g3.name == "g000003" && g3.manifest.parent == "g000002")
-        #expect(g3.manifest.shards.allSatisfy { $0.kind == "base" } && g3.manifest.shards.count == 3)
+        #expect(g3.manifest.shards.allSatisfy { $0.kind == .base } && g3.manifest.shards.count == 3)
         #expect(g3.counts.live == g2.counts.live && g3.counts.entries == g2.counts.live)
         let after = try runTool("vidx-search", [index, "--query", query, "--k", "15"])
         #expect(try hits(after.stdout).map(\.id) == hits(before.stdout).map(\.id))

@@ -69,7 +69,7 @@ struct PublishSafetyTests {
         // A rebuild from one of the three codes files drops two thirds of the index.
         let r = try runTool("vidx-shard", ["--index", index, "--bundle", inputs.bundle, inputs.codes[0]])
         #expect(r.status == 4, "\(r.stderr)")
-        let kept = try CodesFile(path: inputs.codes[0]).videos.filter { $0.status != "failed" }.count
+        let kept = try CodesFile(path: inputs.codes[0]).videos.filter { $0.status != .failed }.count
         #expect(r.stderr.contains("would drop \(live - kept) of the \(live) videos live in g000001"), "\(r.stderr)")
         #expect(r.stderr.contains("--allow-shrink"))
         #expect(current(index) == "g000001" && listing(index) == [".lock", "CURRENT", "g000001"])
@@ -177,7 +177,7 @@ struct InterruptedRunTests {
         #expect(c.stderr.contains("g000003: neither CURRENT"), "\(c.stderr)")
         #expect(listing(index) == [".lock", "CURRENT", "g000001", "g000002", "g000003"])
         let g3 = try IndexGeneration(indexDirectory: index)
-        #expect(g3.name == "g000003" && g3.manifest.parent == "g000002" && g3.manifest.config.mode == "compact")
+        #expect(g3.name == "g000003" && g3.manifest.parent == "g000002" && g3.manifest.config.mode == .compact)
         #expect(try runTool("vidx-verify", [index]).status == 0)
         // An older version's gap: a generation below CURRENT and off the chain goes too.
         try FileManager.default.copyItem(atPath: index + "/g000001", toPath: index + "/g000000")

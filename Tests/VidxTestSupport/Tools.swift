@@ -134,3 +134,25 @@ public var straceMissing: String? {
     FileManager.default.isExecutableFile(atPath: "/usr/bin/strace") ? nil
         : "the fault-injection tests need strace, which `make setup` installs (apt-get install strace)"
 }
+
+/// The string enum at `path` in the JSON Schema `name` under Schemas/: object keys, and
+/// "*" for the object branch of a `oneOf` array.
+public func schemaEnum(_ name: String, _ path: [String]) throws -> [String] {
+    let data = try Data(contentsOf: URL(fileURLWithPath: Python.root + "/Schemas/" + name))
+    var node: Any = try JSONSerialization.jsonObject(with: data)
+    for key in path {
+        if key == "*" {
+            guard let branch = (node as? [Any])?.first(where: { ($0 as? [String: Any])?["type"] as? String == "object" }) else {
+                throw TestDataError(message: "\(name): no object branch at \(path)")
+            }
+            node = branch
+        } else {
+            guard let next = (node as? [String: Any])?[key] else { throw TestDataError(message: "\(name): no '\(key)' in \(path)") }
+            node = next
+        }
+    }
+    guard let values = (node as? [String: Any])?["enum"] as? [String] else {
+        throw TestDataError(message: "\(name): no string enum at \(path)")
+    }
+    return values
+}

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VidxCore
 @testable import VidxDecode
 
 /// Test clips, generated on first use with the ffmpeg command-line tool (installed by
