@@ -81,23 +81,6 @@ public struct StageFileError: Error, CustomStringConvertible, Sendable, Equatabl
     public var description: String { "\(path): \(message)" }
 }
 
-/// One expert's rows for one video, as stored in a features file.
-public struct StoredExpert: Sendable, Equatable {
-    public var rows: Int
-    public var width: Int
-    /// rows x width, row-major.
-    public var features: [Float]
-    /// rows x 2: start and end in seconds (-1 for experts without timing).
-    public var times: [Float]
-
-    public init(rows: Int, width: Int, features: [Float], times: [Float]) {
-        self.rows = rows
-        self.width = width
-        self.features = features
-        self.times = times
-    }
-}
-
 /// A features file (Schemas/features.md), memory-mapped and checked.
 public struct FeaturesFile: Sendable {
     public static let format = "vidx-features"
@@ -130,9 +113,9 @@ public struct FeaturesFile: Sendable {
 
     /// The experts stored for video `index` (absent experts are not in the map).
     /// - Throws: `SafeTensorsError` or `StageFileError` when the tensors disagree with each other.
-    public func experts(of index: Int) throws -> [String: StoredExpert] {
+    public func experts(of index: Int) throws -> [String: FeatureSeries] {
         let prefix = "v\(index)/"
-        var out: [String: StoredExpert] = [:]
+        var out: [String: FeatureSeries] = [:]
         for name in file.names where name.hasPrefix(prefix) && name.hasSuffix("/features") {
             let expert = String(name.dropFirst(prefix.count).dropLast("/features".count))
             guard let info = file.info(name), info.shape.count == 2 else {
@@ -141,7 +124,7 @@ public struct FeaturesFile: Sendable {
             let rows = info.shape[0], width = info.shape[1]
             let features = try file.floats(name, shape: [rows, width])
             let times = try file.floats(prefix + expert + "/times", shape: [rows, 2])
-            out[expert] = StoredExpert(rows: rows, width: width, features: features, times: times)
+            out[expert] = FeatureSeries(rows: rows, width: width, features: features, times: times)
         }
         return out
     }
@@ -160,7 +143,7 @@ public struct FeaturesWriter: Sendable {
     }
 
     /// Adds a video; its experts' tensors are written only when it has any.
-    public mutating func add(_ record: VideoRecord, experts: [String: StoredExpert]) {
+    public mutating func add(_ record: VideoRecord, experts: [String: FeatureSeries]) {
         let i = videos.count
         videos.append(record)
         for (name, e) in experts {

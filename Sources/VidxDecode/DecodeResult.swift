@@ -1,38 +1,4 @@
-/// A decoded frame as 8-bit RGB, row-major, 3 bytes a pixel, no row padding
-/// (layout (height, width, 3), UInt8).
-public struct RGBImage: Sendable, Equatable {
-    public let width: Int
-    public let height: Int
-    public var pixels: [UInt8]
-
-    public init(width: Int, height: Int, pixels: [UInt8]) {
-        precondition(pixels.count == width * height * 3, "RGBImage: pixel count does not match size")
-        self.width = width
-        self.height = height
-        self.pixels = pixels
-    }
-
-    /// The (r, g, b) value at column x, row y.
-    public func pixel(x: Int, y: Int) -> (UInt8, UInt8, UInt8) {
-        let i = (y * width + x) * 3
-        return (pixels[i], pixels[i + 1], pixels[i + 2])
-    }
-
-    /// Mean of each channel over a rectangle.
-    public func meanColor(x: Int = 0, y: Int = 0, width w: Int? = nil, height h: Int? = nil) -> (Double, Double, Double) {
-        let w = w ?? width - x, h = h ?? height - y
-        var sum = (0.0, 0.0, 0.0)
-        for row in y..<(y + h) {
-            for col in x..<(x + w) {
-                let p = pixel(x: col, y: row)
-                sum.0 += Double(p.0); sum.1 += Double(p.1); sum.2 += Double(p.2)
-            }
-        }
-        let n = Double(max(1, w * h))
-        return (sum.0 / n, sum.1 / n, sum.2 / n)
-    }
-}
-
+import VidxCore
 /// Where a sampled frame came from.
 public struct FrameInfo: Sendable, Codable, Equatable {
     /// Index of the frame in the stream, in presentation order from 0.

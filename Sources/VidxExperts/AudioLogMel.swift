@@ -23,6 +23,7 @@
 //   end time is the end of the audio (samples / 16000) rather than 0.96 (k + 1). So audio
 //   shorter than 7920 samples (48 frames, 0.495 s), or none, gives zero rows.
 
+import VidxCore
 import VidxNumerics
 #if canImport(Glibc)
 import Glibc
@@ -82,7 +83,7 @@ public final class LogMelStats {
     private var windowFrames = 0
     private var windowIndex = 0
     private var sampleCount = 0
-    private var series = ExpertSeries(width: LogMelStats.width)
+    private var series = FeatureSeries(width: LogMelStats.width)
 
     /// A fresh extractor.
     /// - Parameter sampleRate: the rate of the samples that will be appended; must be 16000
@@ -124,13 +125,13 @@ public final class LogMelStats {
     /// Ends the stream: computes the last frames, keeps the last window if it has at least
     /// ``minimumFrames`` frames, and returns all the rows. The extractor is then reset, ready
     /// for a new stream.
-    public func finish() -> ExpertSeries {
+    public func finish() -> FeatureSeries {
         if pendingCount >= Self.frameLength {
             consumeFrames((pendingCount - Self.frameLength) / Self.hop + 1)
         }
         if windowFrames >= Self.minimumFrames { closeWindow() }
         let result = series
-        series = ExpertSeries(width: Self.width)
+        series = FeatureSeries(width: Self.width)
         pendingCount = 0
         windowFrames = 0
         windowIndex = 0

@@ -24,6 +24,8 @@
 //   times are accepted.
 // - So no frames or a single frame give zero rows; a static video gives rows of exact zeros.
 
+import VidxCore
+
 /// Streams sampled video frames into frame-difference energy rows
 /// (`builtin:motion/framediff-8x8@1`, 64 values a row: the mean absolute gray-level change
 /// in each cell of an 8 x 8 grid, averaged over 1-second windows; the full definition is at
@@ -54,7 +56,7 @@ public final class FrameMotion {
     private var windowSums = [Double](repeating: 0, count: FrameMotion.width)
     private var windowPairs = 0
     private var windowIndex = 0
-    private var series = ExpertSeries(width: FrameMotion.width)
+    private var series = FeatureSeries(width: FrameMotion.width)
 
     /// A fresh extractor.
     public init() {}
@@ -107,10 +109,10 @@ public final class FrameMotion {
 
     /// Ends the stream: closes the last window if it has pairs and returns all the rows.
     /// The extractor is then reset, ready for a new stream.
-    public func finish() -> ExpertSeries {
+    public func finish() -> FeatureSeries {
         if windowPairs > 0 { closeWindow() }
         let result = series
-        series = ExpertSeries(width: Self.width)
+        series = FeatureSeries(width: Self.width)
         previous = []
         previousWidth = 0
         previousHeight = 0

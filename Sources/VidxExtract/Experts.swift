@@ -26,7 +26,7 @@ public protocol Expert: AnyObject {
     /// Mono audio at ``ExtractSampling/audioSampleRate``, in order.
     func consume(audio: [Float]) throws
     /// The features, rows in time order.
-    func finish() throws -> ExpertSeries
+    func finish() throws -> FeatureSeries
     /// Seconds spent inside this expert so far.
     var seconds: Double { get }
 }
@@ -57,7 +57,7 @@ public final class AppearanceExpert: Expert {
     public private(set) var seconds = 0.0
     let net: ConvNet
     let batchSize: Int
-    var pending: [RGBFrame] = []
+    var pending: [RGBImage] = []
     var pendingTimes: [Float] = []
     var features: [Float] = []
     var times: [Float] = []
@@ -74,7 +74,7 @@ public final class AppearanceExpert: Expert {
         // Only whole-second targets (every framesPerSecond-th sample).
         guard Int((scaled).rounded()) % ExtractSampling.framesPerSecond == 0,
               abs(scaled - scaled.rounded()) < 1e-6 else { return }
-        pending.append(RGBFrame(width: frame.image.width, height: frame.image.height, pixels: frame.image.pixels))
+        pending.append(frame.image)
         pendingTimes.append(Float(target))
         if pending.count >= batchSize { flush() }
     }
@@ -91,9 +91,9 @@ public final class AppearanceExpert: Expert {
         pendingTimes.removeAll(keepingCapacity: true)
     }
 
-    public func finish() throws -> ExpertSeries {
+    public func finish() throws -> FeatureSeries {
         flush()
-        return ExpertSeries(width: descriptor.width, rows: times.count / 2, features: features, times: times)
+        return FeatureSeries(rows: times.count / 2, width: descriptor.width, features: features, times: times)
     }
 }
 
@@ -105,7 +105,7 @@ public final class AudioExpert: Expert {
     public init() {}
     public func consume(frame: SampledFrame) throws {}
     public func consume(audio: [Float]) throws { timed(&seconds) { stats.append(audio) } }
-    public func finish() throws -> ExpertSeries { timed(&seconds) { stats.finish() } }
+    public func finish() throws -> FeatureSeries { timed(&seconds) { stats.finish() } }
 }
 
 /// Motion: frame-difference energy on an 8 x 8 grid at 4 fps (``FrameMotion``).
@@ -121,7 +121,7 @@ public final class MotionExpert: Expert {
         }
     }
     public func consume(audio: [Float]) throws {}
-    public func finish() throws -> ExpertSeries { timed(&seconds) { motion.finish() } }
+    public func finish() throws -> FeatureSeries { timed(&seconds) { motion.finish() } }
 }
 
 /// The built-in experts by extractor id, and the shared resources they need.

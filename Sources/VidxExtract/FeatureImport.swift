@@ -92,7 +92,7 @@ public enum FeatureImport {
     /// Reads one expert's matrix and times; checks the width, the row counts and that every
     /// value is finite.
     /// - Throws: `StageFileError` naming the file and the problem.
-    public static func load(_ source: ImportLine.Source, base: String, width: Int) throws -> StoredExpert {
+    public static func load(_ source: ImportLine.Source, base: String, width: Int) throws -> FeatureSeries {
         func resolve(_ p: String) -> String { p.hasPrefix("/") ? p : base + "/" + p }
         let path = resolve(source.features)
         var shape: [Int], values: [Float], times: [Float]? = nil
@@ -124,7 +124,7 @@ public enum FeatureImport {
             guard t.count == rows * 2 else { throw StageFileError(path: path, message: "times do not have \(rows) x 2 values") }
             guard t.allSatisfy({ $0.isFinite }) else { throw StageFileError(path: path, message: "times hold NaN or infinity") }
         }
-        return StoredExpert(rows: rows, width: width, features: values,
+        return FeatureSeries(rows: rows, width: width, features: values,
                             times: times ?? [Float](repeating: -1, count: rows * 2))
     }
 }

@@ -89,10 +89,10 @@ public struct VideoExtractStats: Codable, Sendable {
 /// The features of one video, ready for the features file.
 public struct ExtractedVideo: Sendable {
     public var record: VideoRecord
-    public var experts: [String: StoredExpert]
+    public var experts: [String: FeatureSeries]
     public var stats: VideoExtractStats
 
-    public init(record: VideoRecord, experts: [String: StoredExpert], stats: VideoExtractStats) {
+    public init(record: VideoRecord, experts: [String: FeatureSeries], stats: VideoExtractStats) {
         self.record = record
         self.experts = experts
         self.stats = stats
@@ -199,12 +199,12 @@ public struct VideoExtractor: Sendable {
                 return failed(.unreadable, "\(error)")
             }
         }
-        var out: [String: StoredExpert] = [:]
+        var out: [String: FeatureSeries] = [:]
         for r in running {
             do {
                 let s = try r.expert.finish()
                 if s.rows > 0 {
-                    out[r.name] = StoredExpert(rows: s.rows, width: s.width, features: s.features, times: s.times)
+                    out[r.name] = s
                 }
                 stats.rows[r.name] = s.rows
                 stats.expertSeconds[r.name] = r.expert.seconds

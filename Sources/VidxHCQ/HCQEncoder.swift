@@ -2,30 +2,12 @@ import Foundation
 import VidxCore
 import VidxNumerics
 
-/// One expert's features for one video: `rows` vectors of `width` floats (row-major), and
-/// for timed experts each row's time window (start, end) in seconds.
-public struct ExpertFeatures: Sendable, Equatable {
-    public var rows: Int
-    public var width: Int
-    /// rows x width, row-major.
-    public var values: [Float]
-    /// rows x 2 (start, end), or nil when the expert has no timing.
-    public var times: [Float]?
-
-    public init(rows: Int, width: Int, values: [Float], times: [Float]?) {
-        self.rows = rows
-        self.width = width
-        self.values = values
-        self.times = times
-    }
-}
-
 /// All experts' features for one video, by expert name. An expert absent from the map,
 /// with no rows, or whose first value is NaN (`isMaskedByNaN`) is missing for this video
 /// (HCQ handles that); a video with every expert missing is not encoded (`no_features`).
 public struct VideoFeatures: Sendable, Equatable {
-    public var experts: [String: ExpertFeatures]
-    public init(experts: [String: ExpertFeatures]) { self.experts = experts }
+    public var experts: [String: FeatureSeries]
+    public init(experts: [String: FeatureSeries]) { self.experts = experts }
 
     /// The experts that have rows but whose first value is NaN, sorted by name: HCQ's
     /// reference treats such a matrix as missing, so the encoder does too. Callers report
@@ -33,12 +15,6 @@ public struct VideoFeatures: Sendable, Equatable {
     public var nanMaskedExperts: [String] {
         experts.filter { $0.value.isMaskedByNaN }.map(\.key).sorted()
     }
-}
-
-extension ExpertFeatures {
-    /// Whether HCQ treats this matrix as missing because its first value is NaN (NaN
-    /// anywhere else is an error, `bad_features`).
-    public var isMaskedByNaN: Bool { rows > 0 && !values.isEmpty && values[0].isNaN }
 }
 
 /// A video's HCQ output.
@@ -148,32 +124,33 @@ public final class HCQEncoder: @unchecked Sendable {
                     return .failure(EncodeError(kind: .wrongWidth,
                                                 message: "expert '\(spec.name)' has width \(f.width), the bundle expects \(width)"))
                 }
-                guard f.values.count == f.rows * width, f.times.map({ $0.count == f.rows * 2 }) ?? true else {
+                guard f.features.count == f.rows * width, f.times.count == f.rows * 2 else {
                     return .failure(EncodeError(kind: .badFeatures,
-                                                message: "expert '\(spec.name)': \(f.values.count) values for \(f.rows) rows of width \(width)"))
+                                                message: "expert '\(spec.name)': \(f.features.count) values for \(f.rows) rows of width \(width)"))
                 }
                 // HCQ's reference treats a matrix whose first value is NaN as missing.
                 if !f.isMaskedByNaN {
-                    if let bad = f.values.firstIndex(where: { !$0.isFinite }) {
+                    if let bad = f.features.firstIndex(where: { !$0.isFinite }) {
                         return .failure(EncodeError(kind: .badFeatures,
-                                                    message: "expert '\(spec.name)' has \(f.values[bad]) at row \(bad / width), column \(bad % width)"))
+                                                    message: "expert '\(spec.name)' has \(f.features[bad]) at row \(bad / width), column \(bad % width)"))
                     }
-                    if let times = f.times, times.contains(where: { !$0.isFinite }) {
+                    // Times matter (and are checked) only for timed experts.
+                    if spec.isTimed, f.times.contains(where: { !$0.isFinite }) {
                         return .failure(EncodeError(kind: .badFeatures, message: "expert '\(spec.name)' has a non-finite time"))
                     }
                     present = true
                     // Max-pool over every row, before any subsetting.
-                    for c in 0..<width { raw[c] = f.values[c] }
+                    for c in 0..<width { raw[c] = f.features[c] }
                     for r in 1..<f.rows {
-                        for c in 0..<width { raw[c] = max(raw[c], f.values[r * width + c]) }
+                        for c in 0..<width { raw[c] = max(raw[c], f.features[r * width + c]) }
                     }
                     let chosen = f.rows > T ? LegacyRandom.sortedChoice(n: f.rows, size: T) : Array(0..<f.rows)
                     for (t, r) in chosen.enumerated() {
                         let dst = (1 + t) * width
-                        for c in 0..<width { raw[dst + c] = f.values[r * width + c] }
+                        for c in 0..<width { raw[dst + c] = f.features[r * width + c] }
                         masks[t] = 1
-                        if spec.isTimed, let times = f.times {
-                            let mid = Double(times[2 * r] + times[2 * r + 1]) / 2
+                        if spec.isTimed {
+                            let mid = Double(f.times[2 * r] + f.times[2 * r + 1]) / 2
                             let clamped = min(max(mid + 2, 0), Double(config.maxPositions - 1))
                             positions[t] = Int(clamped.rounded(.down))
                         }

@@ -91,20 +91,20 @@ public final class ConvNet: @unchecked Sendable {
 
     /// The feature vectors of `frames`: (frames.count, featureWidth), row-major.
     /// - Precondition: every frame is `inputSize` x `inputSize`.
-    public func features(_ frames: [RGBFrame]) -> [Float] {
+    public func features(_ frames: [RGBImage]) -> [Float] {
         run(frames)
     }
 
     /// The classifier's logits for `frames`: (frames.count, classes), row-major.
     /// - Precondition: every frame is `inputSize` x `inputSize`.
-    public func logits(_ frames: [RGBFrame]) -> [Float] {
+    public func logits(_ frames: [RGBImage]) -> [Float] {
         featuresAndLogits(frames).logits
     }
 
     /// Both outputs of one run: features (frames.count, featureWidth) and logits
     /// (frames.count, classes), row-major.
     /// - Precondition: every frame is `inputSize` x `inputSize`.
-    public func featuresAndLogits(_ frames: [RGBFrame]) -> (features: [Float], logits: [Float]) {
+    public func featuresAndLogits(_ frames: [RGBImage]) -> (features: [Float], logits: [Float]) {
         let features = run(frames)
         let logits = plan.classifier(Matrix(rows: frames.count, cols: featureWidth, data: features))
         return (features, logits.data)
@@ -112,7 +112,7 @@ public final class ConvNet: @unchecked Sendable {
 
     // MARK: Running
 
-    private func run(_ frames: [RGBFrame]) -> [Float] {
+    private func run(_ frames: [RGBImage]) -> [Float] {
         for (i, f) in frames.enumerated() {
             precondition(f.width == inputSize && f.height == inputSize,
                          "frame \(i) is \(f.width) x \(f.height); \(name.isEmpty ? path : name) takes \(inputSize) x \(inputSize)")
@@ -136,7 +136,7 @@ public final class ConvNet: @unchecked Sendable {
 
     /// Runs the layers over `frames` (at most `framesPerPass`) on `workers` threads, writing
     /// their features.
-    private func pass(_ frames: ArraySlice<RGBFrame>, workspace: Workspace, workers: Int,
+    private func pass(_ frames: ArraySlice<RGBImage>, workspace: Workspace, workers: Int,
                       features: UnsafeMutablePointer<Float>) {
         let n = frames.count
         let buffers = workspace.buffers
@@ -152,7 +152,7 @@ public final class ConvNet: @unchecked Sendable {
     }
 
     /// 8-bit RGB -> the network's normalised channels, NHWC (frames, size, size, 3).
-    private func preprocess(_ frames: ArraySlice<RGBFrame>, into out: UnsafeMutablePointer<Float>, workers: Int) {
+    private func preprocess(_ frames: ArraySlice<RGBImage>, into out: UnsafeMutablePointer<Float>, workers: Int) {
         let pixels = inputSize * inputSize
         let bgr = plan.input.bgr
         let start = frames.startIndex

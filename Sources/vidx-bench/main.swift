@@ -124,7 +124,7 @@ func runCNN(weights: String, batch: Int, threads: Int, seconds: Double) {
 
 /// A deterministic `size` x `size` test image: smooth gradients plus per-pixel noise from a
 /// 64-bit LCG seeded by `seed`, so every frame of a batch differs.
-func syntheticFrame(size: Int, seed: Int) -> RGBFrame {
+func syntheticFrame(size: Int, seed: Int) -> RGBImage {
     var state = UInt64(truncatingIfNeeded: seed) &* 6364136223846793005 &+ 1442695040888963407
     var pixels = [UInt8](repeating: 0, count: size * size * 3)
     for y in 0..<size {
@@ -137,5 +137,5 @@ func syntheticFrame(size: Int, seed: Int) -> RGBFrame {
             pixels[p + 2] = UInt8(truncatingIfNeeded: ((x + y) * 127 / size + seed * 11 + noise) & 255)
         }
     }
-    return RGBFrame(width: size, height: size, pixels: pixels)
+    return RGBImage(width: size, height: size, pixels: pixels)
 }

@@ -98,14 +98,7 @@ struct EncodeCommand: ParsableCommand {
                     continue
                 }
                 do {
-                    let stored = try unit.experts(of: i)
-                    var experts: [String: ExpertFeatures] = [:]
-                    for (name, e) in stored {
-                        let timed = config.experts.first { $0.name == name }?.isTimed ?? false
-                        experts[name] = ExpertFeatures(rows: e.rows, width: e.width, values: e.features,
-                                                       times: timed ? e.times : nil)
-                    }
-                    let video = VideoFeatures(experts: experts)
+                    let video = VideoFeatures(experts: try unit.experts(of: i))
                     for name in video.nanMaskedExperts {
                         nanMasked += 1
                         progress.finish()

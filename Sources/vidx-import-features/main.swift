@@ -47,7 +47,7 @@ struct ImportCommand: ParsableCommand {
         var failed = 0
         for line in lines {
             var record = VideoRecord(id: line.id, contentHash: line.contentHash ?? "")
-            var experts: [String: StoredExpert] = [:]
+            var experts: [String: FeatureSeries] = [:]
             do {
                 for (name, source) in line.experts.sorted(by: { $0.key < $1.key }) {
                     guard let spec = specs[name] else {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VidxCore
 @testable import VidxExperts
 import VidxTestSupport
 
@@ -21,13 +22,13 @@ struct AudioLogMelTests {
         }
     }
 
-    static func extract(_ samples: [Float]) -> ExpertSeries {
+    static func extract(_ samples: [Float]) -> FeatureSeries {
         let x = LogMelStats()
         x.append(samples)
         return x.finish()
     }
 
-    static func reference(_ samples: [Float], _ label: String) throws -> ExpertSeries {
+    static func reference(_ samples: [Float], _ label: String) throws -> FeatureSeries {
         let dir = makeTestDirectory("audio-\(label)")
         try writeNPY(dir + "/samples.npy", floats: samples)
         try Python.run(["Tests/Reference/expert_reference.py", "audio", dir + "/samples.npy",

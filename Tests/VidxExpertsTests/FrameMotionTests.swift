@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VidxCore
 import VidxExperts
 import VidxTestSupport
 
@@ -29,7 +30,7 @@ struct FrameMotionTests {
         return p
     }
 
-    static func extract(_ segments: [FrameSegment]) -> ExpertSeries {
+    static func extract(_ segments: [FrameSegment]) -> FeatureSeries {
         let m = FrameMotion()
         for s in segments {
             for (frame, time) in zip(s.frames, s.times) { m.append(frame: frame, width: s.width, height: s.height, time: time) }

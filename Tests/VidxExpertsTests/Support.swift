@@ -67,17 +67,17 @@ struct FrameSegment {
     }
 }
 
-/// The reference's output for one expert, as an ExpertSeries.
-func readReference(features: String, times: String, width: Int) throws -> ExpertSeries {
+/// The reference's output for one expert, as an FeatureSeries.
+func readReference(features: String, times: String, width: Int) throws -> FeatureSeries {
     let f = try NPY.read(path: features), t = try NPY.read(path: times)
     let rows = f.shape.first ?? 0
     try #require(f.shape == [rows, width] && t.shape == [rows, 2], "reference shapes \(f.shape), \(t.shape)")
-    return ExpertSeries(width: width, rows: rows, features: f.values, times: t.values)
+    return FeatureSeries(rows: rows, width: width, features: f.values, times: t.values)
 }
 
 /// Expects the same shape and times, and features within `relative * max(1, |want|)` plus
 /// `absolute`, reporting the worst element.
-func expectClose(_ got: ExpertSeries, _ want: ExpertSeries, relative: Float = 0, absolute: Float = 0,
+func expectClose(_ got: FeatureSeries, _ want: FeatureSeries, relative: Float = 0, absolute: Float = 0,
                  _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
     #expect(got.width == want.width && got.rows == want.rows,
             "\(what): shape \(got.rows) x \(got.width), expected \(want.rows) x \(want.width)", sourceLocation: sourceLocation)
@@ -98,6 +98,6 @@ func expectClose(_ got: ExpertSeries, _ want: ExpertSeries, relative: Float = 0,
 }
 
 /// Largest |got - want| over the features (shapes must match), for reporting.
-func maxDifference(_ a: ExpertSeries, _ b: ExpertSeries) -> Float {
+func maxDifference(_ a: FeatureSeries, _ b: FeatureSeries) -> Float {
     zip(a.features, b.features).reduce(0) { max($0, abs($1.0 - $1.1)) }
 }

@@ -60,17 +60,17 @@ struct EncodeCommandTests {
         let data = try TestData.random("small")
         let bundle = try ModelBundle(directory: data.bundle)
         let spec = bundle.config.experts[0]
-        func expert(_ fill: Float, at: Int = 5) -> StoredExpert {
+        func expert(_ fill: Float, at: Int = 5) -> FeatureSeries {
             var f = [Float](repeating: 0.5, count: 3 * spec.width)
             f[at] = fill
-            return StoredExpert(rows: 3, width: spec.width, features: f, times: [0, 1, 1, 2, 2, 3])
+            return FeatureSeries(rows: 3, width: spec.width, features: f, times: [0, 1, 1, 2, 2, 3])
         }
         // Every expert present is declared in `extractors` (an undeclared one refuses the file).
         var declared = Dictionary(uniqueKeysWithValues: bundle.config.experts.map { ($0.name, $0.extractor) })
         declared["no_such_expert"] = "imported:no_such_expert"
         var w = FeaturesWriter(extractors: declared)
         let other = bundle.config.experts[1]
-        let otherRows = StoredExpert(rows: 2, width: other.width, features: [Float](repeating: 0.5, count: 2 * other.width),
+        let otherRows = FeatureSeries(rows: 2, width: other.width, features: [Float](repeating: 0.5, count: 2 * other.width),
                                      times: [0, 1, 1, 2])
         w.add(VideoRecord(id: "good"), experts: [spec.name: expert(0.25)])
         w.add(VideoRecord(id: "nan"), experts: [spec.name: expert(.nan)])

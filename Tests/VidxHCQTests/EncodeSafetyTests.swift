@@ -5,7 +5,7 @@ import VidxTestSupport
 @testable import VidxHCQ
 
 /// Seeded rows for one expert of the small random bundle.
-func seededExpert(_ spec: ExpertSpec, rows: Int, seed: UInt64, scale: Float = 1, first: Float? = nil) -> StoredExpert {
+func seededExpert(_ spec: ExpertSpec, rows: Int, seed: UInt64, scale: Float = 1, first: Float? = nil) -> FeatureSeries {
     var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
     var values = (0..<(rows * spec.width)).map { _ -> Float in
         state = state &* 6364136223846793005 &+ 1442695040888963407
@@ -14,12 +14,12 @@ func seededExpert(_ spec: ExpertSpec, rows: Int, seed: UInt64, scale: Float = 1,
     if let first, !values.isEmpty { values[0] = first }
     let times: [Float] = spec.isTimed ? (0..<rows).flatMap { [Float($0), Float($0) + 1] }
                                        : [Float](repeating: -1, count: rows * 2)
-    return StoredExpert(rows: rows, width: spec.width, features: values, times: times)
+    return FeatureSeries(rows: rows, width: spec.width, features: values, times: times)
 }
 
 /// Writes a features file for `bundle` whose `extractors` declares every bundle expert
 /// (plus `alsoDeclared`), unless `extractors` is given.
-func writeFeatures(_ videos: [(VideoRecord, [String: StoredExpert])], bundle: ModelBundle, to path: String,
+func writeFeatures(_ videos: [(VideoRecord, [String: FeatureSeries])], bundle: ModelBundle, to path: String,
                    extractors: [String: String]? = nil, alsoDeclared: [String: String] = [:]) throws {
     let declared = extractors ?? Dictionary(uniqueKeysWithValues: bundle.config.experts.map { ($0.name, $0.extractor) })
         .merging(alsoDeclared) { a, _ in a }
@@ -35,7 +35,7 @@ struct EncodeSafetyTests {
         let data = try TestData.random("small")
         let bundle = try ModelBundle(directory: data.bundle)
         let specs = bundle.config.experts
-        func all(_ seed: UInt64, first: Float? = nil) -> [String: StoredExpert] {
+        func all(_ seed: UInt64, first: Float? = nil) -> [String: FeatureSeries] {
             Dictionary(uniqueKeysWithValues: specs.enumerated().map {
                 ($1.name, seededExpert($1, rows: 3, seed: seed + UInt64($0), first: first))
             })
@@ -44,10 +44,10 @@ struct EncodeSafetyTests {
         oneMasked[specs[0].name] = seededExpert(specs[0], rows: 3, seed: 99, first: .nan)
         var withoutIt = oneMasked
         withoutIt[specs[0].name] = nil
-        let videos: [(VideoRecord, [String: StoredExpert])] = [
+        let videos: [(VideoRecord, [String: FeatureSeries])] = [
             (VideoRecord(id: "good"), all(10)),
             (VideoRecord(id: "absent"), [:]),
-            (VideoRecord(id: "zero-rows"), all(20).mapValues { StoredExpert(rows: 0, width: $0.width, features: [], times: []) }),
+            (VideoRecord(id: "zero-rows"), all(20).mapValues { FeatureSeries(rows: 0, width: $0.width, features: [], times: []) }),
             (VideoRecord(id: "all-nan-first"), all(30, first: .nan)),
             (VideoRecord(id: "one-nan-first"), oneMasked),
             (VideoRecord(id: "same-without-it"), withoutIt),
@@ -118,16 +118,16 @@ struct EncodeSafetyTests {
         let bundleDirectory = try Self.overflowingBundle()
         let bundle = try ModelBundle(directory: bundleDirectory)
         let specs = bundle.config.experts
-        func all(_ seed: UInt64) -> [String: StoredExpert] {
+        func all(_ seed: UInt64) -> [String: FeatureSeries] {
             Dictionary(uniqueKeysWithValues: specs.enumerated().map {
                 ($1.name, seededExpert($1, rows: 4, seed: seed + UInt64($0)))
             })
         }
         var extreme = all(2)
         let big = specs[0]
-        extreme[big.name] = StoredExpert(rows: 4, width: big.width, features: [Float](repeating: 3e38, count: 4 * big.width),
+        extreme[big.name] = FeatureSeries(rows: 4, width: big.width, features: [Float](repeating: 3e38, count: 4 * big.width),
                                          times: [0, 1, 1, 2, 2, 3, 3, 4])
-        let videos: [(VideoRecord, [String: StoredExpert])] = [
+        let videos: [(VideoRecord, [String: FeatureSeries])] = [
             (VideoRecord(id: "before"), all(1)), (VideoRecord(id: "extreme"), extreme), (VideoRecord(id: "after"), all(3)),
         ]
         let features = TestData.directory + "/extreme.features.safetensors"
@@ -164,7 +164,7 @@ struct EncodeSafetyTests {
         let hidden = specs[1]   // a bundle expert, present in a video, absent from `extractors`
         var declared = Dictionary(uniqueKeysWithValues: specs.map { ($0.name, $0.extractor) })
         declared[hidden.name] = nil
-        let videos: [(VideoRecord, [String: StoredExpert])] = [
+        let videos: [(VideoRecord, [String: FeatureSeries])] = [
             (VideoRecord(id: "fine"), [specs[0].name: seededExpert(specs[0], rows: 2, seed: 1)]),
             (VideoRecord(id: "sneaky"), [specs[0].name: seededExpert(specs[0], rows: 2, seed: 2),
                                          hidden.name: seededExpert(hidden, rows: 2, seed: 3)]),

@@ -77,11 +77,6 @@ func loadVideos(_ path: String, config: BundleConfig) throws -> [VideoFeatures?]
     let unit = try FeaturesFile(path: path)
     return try unit.videos.indices.map { i in
         if unit.videos[i].status == .failed { return nil }
-        var experts: [String: ExpertFeatures] = [:]
-        for (name, e) in try unit.experts(of: i) {
-            let timed = config.experts.first { $0.name == name }?.isTimed ?? false
-            experts[name] = ExpertFeatures(rows: e.rows, width: e.width, values: e.features, times: timed ? e.times : nil)
-        }
-        return VideoFeatures(experts: experts)
+        return VideoFeatures(experts: try unit.experts(of: i))
     }
 }

@@ -1,4 +1,5 @@
 import Testing
+import VidxCore
 import VidxNumerics
 import VidxVision
 
@@ -6,7 +7,7 @@ extension VisionTests {
     @Suite("Determinism: a frame's bytes depend only on the frame")
     struct Determinism {
         /// `net` over `frames` in consecutive calls of `batch` frames, outputs concatenated.
-        static func batched(_ net: ConvNet, _ frames: [RGBFrame], _ batch: Int) -> (features: [Float], logits: [Float]) {
+        static func batched(_ net: ConvNet, _ frames: [RGBImage], _ batch: Int) -> (features: [Float], logits: [Float]) {
             var features: [Float] = [], logits: [Float] = []
             var start = 0
             while start < frames.count {
@@ -19,7 +20,7 @@ extension VisionTests {
         }
 
         /// The frames and (batch, pass) cases of the invariance tests.
-        static func cases(_ name: String) throws -> (data: TestNets.Case, frames: [RGBFrame], cases: [(batch: Int, pass: Int)]) {
+        static func cases(_ name: String) throws -> (data: TestNets.Case, frames: [RGBImage], cases: [(batch: Int, pass: Int)]) {
             let data = try TestNets.random(name)
             let frames = name == "small"
                 ? data.frames + (0..<6).map { noiseFrame(size: 48, seed: 100 + UInt64($0)) }

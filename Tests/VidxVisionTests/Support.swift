@@ -21,7 +21,7 @@ enum TestNets {
         /// The weights file.
         var weights: String
         /// The images as frames, in order.
-        var frames: [RGBFrame]
+        var frames: [RGBImage]
         /// (frames, features) and (frames, classes), from cnn_reference.py.
         var features: [Float]
         var logits: [Float]
@@ -89,7 +89,7 @@ enum TestNets {
         let (n, size) = (shape[0], shape[1])
         let bytes = try file.uint8s("images")
         let frames = (0..<n).map { i in
-            RGBFrame(width: size, height: size, pixels: Array(bytes[(i * size * size * 3)..<((i + 1) * size * size * 3)]))
+            RGBImage(width: size, height: size, pixels: Array(bytes[(i * size * size * 3)..<((i + 1) * size * size * 3)]))
         }
         return Case(weights: weights, frames: frames, features: try file.floats("features"), logits: try file.floats("logits"))
     }
@@ -191,7 +191,7 @@ func randomFloats(_ count: Int, seed: UInt64, scale: Float = 1) -> [Float] {
 }
 
 /// A frame of seeded noise.
-func noiseFrame(size: Int, seed: UInt64) -> RGBFrame {
+func noiseFrame(size: Int, seed: UInt64) -> RGBImage {
     var g = SplitMix64(seed: seed)
-    return RGBFrame(width: size, height: size, pixels: (0..<(size * size * 3)).map { _ in UInt8(truncatingIfNeeded: g.next() >> 56) })
+    return RGBImage(width: size, height: size, pixels: (0..<(size * size * 3)).map { _ in UInt8(truncatingIfNeeded: g.next() >> 56) })
 }
