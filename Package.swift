@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "VidxCore", targets: ["VidxCore"]),
         .library(name: "VidxNumerics", targets: ["VidxNumerics"]),
         .library(name: "VidxVision", targets: ["VidxVision"]),
+        .library(name: "VidxQuantization", targets: ["VidxQuantization"]),
         .library(name: "VidxHCQ", targets: ["VidxHCQ"]),
         .library(name: "VidxIndex", targets: ["VidxIndex"]),
         .library(name: "VidxSearch", targets: ["VidxSearch"]),
@@ -50,16 +51,19 @@ let package = Package(
         // Shared plumbing: atomic files, progress, exit codes, safetensors files, hashing.
         .target(name: "VidxCore", dependencies: [.product(name: "Crypto", package: "swift-crypto")],
                 path: "Sources/VidxCore"),
+        // HCQ's product quantizer: layout, unit-norm codebooks, encoding, reconstruction,
+        // lookup tables, the codebook file. Where the encoder, the index and search meet.
+        .target(name: "VidxQuantization", dependencies: ["VidxCore"], path: "Sources/VidxQuantization"),
         // Dense math on OpenBLAS: matrices, layers, attention. The only module that imports it.
         .target(name: "VidxNumerics", dependencies: ["COpenBLAS"], path: "Sources/VidxNumerics"),
         // Image CNNs from vidx-cnn weights files (Schemas/cnn-weights.md): the appearance expert.
         .target(name: "VidxVision", dependencies: ["VidxCore", "VidxNumerics"], path: "Sources/VidxVision"),
         // Stage 3 library: HCQ model bundles and the video encoder (embeddings, PQ codes).
-        .target(name: "VidxHCQ", dependencies: ["VidxCore", "VidxNumerics"], path: "Sources/VidxHCQ"),
+        .target(name: "VidxHCQ", dependencies: ["VidxCore", "VidxQuantization", "VidxNumerics"], path: "Sources/VidxHCQ"),
         // Stage 4 library: the index shard format (Schemas/index-shard.md), generations, verification.
-        .target(name: "VidxIndex", dependencies: ["VidxCore"], path: "Sources/VidxIndex"),
+        .target(name: "VidxIndex", dependencies: ["VidxCore", "VidxQuantization"], path: "Sources/VidxIndex"),
         // Query side: lookup tables, full and coarse-to-fine scans over a generation.
-        .target(name: "VidxSearch", dependencies: ["VidxIndex", "CVidxScan"], path: "Sources/VidxSearch"),
+        .target(name: "VidxSearch", dependencies: ["VidxIndex", "VidxQuantization", "CVidxScan"], path: "Sources/VidxSearch"),
         // The scan's inner loop in C: 8 queries per 32-byte table read, AVX2 chosen at run time.
         .target(name: "CVidxScan", path: "Sources/CVidxScan", cSettings: [.unsafeFlags(["-O3"])]),
         // Built-in experts: streaming audio (log-mel statistics) and motion (frame differences) features.
@@ -128,6 +132,8 @@ let package = Package(
         .target(name: "VidxTestSupport", path: "Tests/VidxTestSupport"),
         .testTarget(name: "VidxHCQTests", dependencies: ["VidxHCQ", "VidxCore", "VidxNumerics", "vidx-encode", "VidxTestSupport"],
                     path: "Tests/VidxHCQTests"),
+        .testTarget(name: "VidxQuantizationTests", dependencies: ["VidxQuantization", "VidxCore", "VidxTestSupport"],
+                    path: "Tests/VidxQuantizationTests"),
         .testTarget(name: "VidxIndexTests", dependencies: ["VidxIndex", "VidxCore", "VidxTestSupport"], path: "Tests/VidxIndexTests"),
         .testTarget(name: "VidxSearchTests",
                     dependencies: ["VidxSearch", "CVidxScan", "VidxIndex", "VidxHCQ", "VidxCore", "VidxTestSupport",

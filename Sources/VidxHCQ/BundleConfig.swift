@@ -1,5 +1,6 @@
 import Foundation
 import VidxCore
+import VidxQuantization
 
 /// One expert of a bundle: a named feature stream the model was trained on.
 public struct ExpertSpec: Codable, Sendable, Equatable {
@@ -95,6 +96,11 @@ public struct BundleConfig: Codable, Sendable, Equatable {
     public var sequenceLength: Int { 1 + experts.count * (tokensPerExpert + 1) }
     /// Dimensions of a PQ sub-vector.
     public var subDimension: Int { hiddenSize / pq.subspaces }
+    /// The product quantizer's layout: `levels` x M x K over vectors of `hidden_size`.
+    /// - Throws: `QuantizerError` when the sizes break its rules (`problems()` reports them too).
+    public func quantizerLayout() throws -> ProductQuantizer.Layout {
+        try ProductQuantizer.Layout(levels: levels, subspaces: pq.subspaces, codewords: pq.codewords, dimension: hiddenSize)
+    }
 
     /// Checks what the schema cannot: consistent sizes, sorted unique experts.
     /// - Returns: the problems found (empty: valid).

@@ -285,38 +285,9 @@ public final class HCQEncoder: @unchecked Sendable {
             }
             l2NormalizeRows(&vlad, eps: 1e-12)
             for i in 0..<(c * h) { levels.data[h + i] = vlad.data[i] }
-            encodings.append(VideoEncoding(codes: quantize(levels), embeddings: levels.data))
+            encodings.append(VideoEncoding(codes: bundle.quantizer.encode(levels.data), embeddings: levels.data))
         }
         return encodings
-    }
-
-    /// Product quantization: each sub-vector and codeword L2-normalised, code = argmax of
-    /// their dot products (the first on ties, as argmax does).
-    func quantize(_ levels: Matrix) -> [UInt8] {
-        let M = config.pq.subspaces, K = config.pq.codewords, d = config.subDimension
-        var codes = [UInt8](repeating: 0, count: config.levels * M)
-        for l in 0..<config.levels {
-            let book = w.codebooks[l]
-            for m in 0..<M {
-                var sub = [Float](repeating: 0, count: d)
-                var norm: Float = 0
-                for j in 0..<d {
-                    sub[j] = levels.data[l * levels.cols + m * d + j]
-                    norm += sub[j] * sub[j]
-                }
-                let scale = 1 / max(norm.squareRoot(), 1e-12)
-                var best = -Float.infinity, bestK = 0
-                for k in 0..<K {
-                    var dot: Float = 0
-                    let base = (m * K + k) * d
-                    for j in 0..<d { dot += sub[j] * book[base + j] }
-                    dot *= scale
-                    if dot > best { best = dot; bestK = k }
-                }
-                codes[l * M + m] = UInt8(bestK)
-            }
-        }
-        return codes
     }
 
     private func split3(_ qkv: Matrix, _ h: Int) -> (Matrix, Matrix, Matrix) {

@@ -1,6 +1,7 @@
 import Foundation
 import VidxCore
 import VidxNumerics
+import VidxQuantization
 
 /// Why a model bundle could not be loaded. Messages name the file and, for weights, the
 /// tensor and both shapes.
@@ -31,11 +32,9 @@ public struct ModelBundle: Sendable {
     /// SHA-256("vidx-bundle-v1\n" + SHA-256(bundle.json) + SHA-256(weights.safetensors)), hex.
     public let fingerprint: String
     let weights: HCQWeights
-
-    /// The product-quantization codebooks that search nodes score with: every codeword
-    /// L2-normalised (as the encoder quantizes), layout (levels, M, K, dsub) Float32,
-    /// row-major, level 0 the coarse level.
-    public var normalizedCodebooks: [Float] { weights.codebooks.flatMap { $0 } }
+    /// The product quantizer the encoder codes with and search nodes score with: the
+    /// checkpoint's codewords L2-normalised as HCQ does, level 0 the coarse level.
+    public let quantizer: ProductQuantizer
 
     public static let configName = "bundle.json"
     /// The largest bundle.json read (a real one is about 1 KB).
@@ -73,6 +72,9 @@ public struct ModelBundle: Sendable {
             throw BundleError(.badWeights, path: weightsPath, message: "\(error)")
         }
         weights = try HCQWeights(file: file, config: config)
+        do { quantizer = try ProductQuantizer(layout: config.quantizerLayout(), codebooks: weights.codebooks) } catch {
+            throw BundleError(.badWeights, path: weightsPath, message: "the product quantizer's codebooks: \(error)")
+        }
         let configDigest = SHA256Digest.raw(Array(configBytes))
         let weightsDigest = try SHA256Digest.raw(fileAt: weightsPath)
         fingerprint = SHA256Digest.hex(Array("vidx-bundle-v1\n".utf8) + configDigest + weightsDigest)
@@ -115,8 +117,8 @@ struct HCQWeights: Sendable {
     /// Cluster centres, one per row: (clusters x h).
     let vladCentres: Matrix
     let vladNorm: (weight: [Float], bias: [Float], mean: [Float], variance: [Float])
-    /// Per level (coarse first): L2-normalised codewords, layout (M, K, dsub), row-major.
-    let codebooks: [[Float]]
+    /// (levels, M, K, dsub), row-major, coarse level first: every codeword L2-normalised.
+    let codebooks: [Float]
 
     init(file: SafeTensorsFile, config: BundleConfig) throws {
         let path = file.path
@@ -178,7 +180,7 @@ struct HCQWeights: Sendable {
                     try f("ghost_vlad.batch_norm.running_mean"), try f("ghost_vlad.batch_norm.running_var"))
         let names = ["cls_pq_layer._C_k"] + (0..<c).map { "vlad_pq_layers.\($0)._C_k" }
         let d = config.subDimension
-        codebooks = try names.map { name in
+        codebooks = try names.flatMap { name in
             var words = Matrix(rows: config.pq.subspaces * config.pq.codewords, cols: d, data: try f(name))
             l2NormalizeRows(&words, eps: 1e-12)
             return words.data

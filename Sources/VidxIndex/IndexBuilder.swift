@@ -1,5 +1,6 @@
 import Foundation
 import VidxCore
+import VidxQuantization
 
 /// One video to index: its shard entry (id, external id, content hash, codes) and,
 /// optionally, its coarse embedding as float16 bits.
@@ -21,17 +22,16 @@ public struct IndexEntry: Sendable, Equatable {
     }
 }
 
-/// What every shard of a generation shares.
-public struct IndexShape: Sendable, Equatable {
+/// What every shard of a generation shares: the bundle its codes were made with, and
+/// that bundle's product quantizer (whose codebooks the generation publishes).
+public struct IndexModel: Sendable, Equatable {
     public var bundleFingerprint: String
-    public var levels: Int, subspaces: Int, codewords: Int, dimension: Int
+    public var quantizer: ProductQuantizer
+    public var layout: ProductQuantizer.Layout { quantizer.layout }
 
-    public init(bundleFingerprint: String, levels: Int, subspaces: Int, codewords: Int, dimension: Int) {
+    public init(bundleFingerprint: String, quantizer: ProductQuantizer) {
         self.bundleFingerprint = bundleFingerprint
-        self.levels = levels
-        self.subspaces = subspaces
-        self.codewords = codewords
-        self.dimension = dimension
+        self.quantizer = quantizer
     }
 }
 
@@ -99,7 +99,7 @@ public enum IndexBuilder {
     /// there and absent from `entries` count as dropped for `policy`.
     /// - Parameter note: receives one line per leftover removed.
     /// - Throws: `PublishRefusal`, `IndexError` for duplicate or colliding ids, or a write failure.
-    public static func build(index: String, shape: IndexShape, codebooks: [Float], entries: [IndexEntry],
+    public static func build(index: String, model: IndexModel, entries: [IndexEntry],
                              inputs: [IndexManifest.Input], shards: Int, tool: IndexManifest.Tool,
                              policy: PublishPolicy = PublishPolicy(),
                              note: (String) -> Void = { _ in }) throws -> PublishResult {
@@ -120,9 +120,9 @@ public enum IndexBuilder {
                 }
             }
             try check(policy, index: index, mode: .build, parent: parentLive, dropped: dropped, live: unique.count)
-            let planned = try plan(unique, tombstones: [], shape: shape, count: shards, kind: .base, sequence: 0)
+            let planned = try plan(unique, tombstones: [], model: model, count: shards, kind: .base, sequence: 0)
             let config = IndexManifest.Config(mode: .build, shards: shards, inputs: sortedInputs(inputs), deletedIDs: nil)
-            let manifest = try publish(index: index, parent: live, shape: shape, codebooks: codebooks,
+            let manifest = try publish(index: index, parent: live, model: model,
                                        kept: [], planned: planned, config: config, tool: tool)
             return PublishResult(manifest: manifest, unchanged: 0, notFound: [], dropped: dropped)
         }
@@ -149,7 +149,7 @@ public enum IndexBuilder {
     /// next sequence, `deletions` (external ids) become tombstones; the parent's shards are
     /// kept (hard links).
     /// - Parameter shards: the number of delta shards (default: the parent's base shard count).
-    public static func append(index: String, shape: IndexShape, codebooks: [Float], entries: [IndexEntry],
+    public static func append(index: String, model: IndexModel, entries: [IndexEntry],
                               deletions: [String], inputs: [IndexManifest.Input], shards: Int?,
                               tool: IndexManifest.Tool, policy: PublishPolicy = PublishPolicy(),
                               note: (String) -> Void = { _ in }) throws -> PublishResult {
@@ -158,7 +158,7 @@ public enum IndexBuilder {
                 throw IndexError(path: index, "has no live generation (no CURRENT) to append to: build one first")
             }
             let parent = try IndexGeneration(indexDirectory: index, generation: live)
-            try checkSameBundle(parent.manifest, shape, index: index)
+            try checkSameBundle(parent.manifest, model, index: index)
             let unique = try deduplicate(entries, path: index)
             var fresh: [IndexEntry] = []
             var unchanged = 0
@@ -192,11 +192,11 @@ public enum IndexBuilder {
                       dropped: tombstones.count, live: parent.counts.live - tombstones.count + added)
             let count = shards ?? parent.manifest.shards.filter { $0.kind == .base }.first?.shardCount ?? 1
             let sequence = (parent.manifest.shards.map(\.sequence).max() ?? 0) + 1
-            let planned = try plan(fresh, tombstones: tombstones, shape: shape, count: count, kind: .delta, sequence: sequence)
+            let planned = try plan(fresh, tombstones: tombstones, model: model, count: count, kind: .delta, sequence: sequence)
             let kept = parent.manifest.shards.map { (record: $0, from: parent.directory + "/" + $0.file) }
             let config = IndexManifest.Config(mode: .append, shards: count, inputs: sortedInputs(inputs),
                                               deletedIDs: listed.count)
-            let manifest = try publish(index: index, parent: parent.name, shape: shape, codebooks: codebooks,
+            let manifest = try publish(index: index, parent: parent.name, model: model,
                                        kept: kept, planned: planned, config: config, tool: tool)
             return PublishResult(manifest: manifest, unchanged: unchanged, notFound: notFound, dropped: tombstones.count)
         }
@@ -214,8 +214,7 @@ public enum IndexBuilder {
             }
             let parent = try IndexGeneration(indexDirectory: index, generation: live, verifyChecksums: true)
             let m = parent.manifest
-            let shape = IndexShape(bundleFingerprint: m.bundleFingerprint, levels: m.levels, subspaces: m.subspaces,
-                                   codewords: m.codewords, dimension: m.dimension)
+            let model = IndexModel(bundleFingerprint: m.bundleFingerprint, quantizer: parent.quantizer)
             let liveRows = parent.liveEntries()
             let keepEmbeddings = !liveRows.isEmpty && liveRows.allSatisfy { parent.shards[$0.shard].coarseEmbeddingsF16 != nil }
             let D = m.dimension
@@ -230,9 +229,9 @@ public enum IndexBuilder {
             let count = shards ?? m.shards.filter { $0.kind == .base }.first?.shardCount ?? 1
             try check(policy, index: index, mode: .compact, parent: (parent.name, parent.counts.live),
                       dropped: parent.counts.live - entries.count, live: entries.count)
-            let planned = try plan(entries, tombstones: [], shape: shape, count: count, kind: .base, sequence: 0)
+            let planned = try plan(entries, tombstones: [], model: model, count: count, kind: .base, sequence: 0)
             let config = IndexManifest.Config(mode: .compact, shards: count, inputs: nil, deletedIDs: nil)
-            let manifest = try publish(index: index, parent: parent.name, shape: shape, codebooks: parent.codebooks,
+            let manifest = try publish(index: index, parent: parent.name, model: model,
                                        kept: [], planned: planned, config: config, tool: tool)
             return PublishResult(manifest: manifest, unchanged: 0, notFound: [])
         }
@@ -247,9 +246,9 @@ public enum IndexBuilder {
         var contents: ShardContents
     }
 
-    static func checkSameBundle(_ manifest: IndexManifest, _ shape: IndexShape, index: String) throws {
-        guard manifest.bundleFingerprint == shape.bundleFingerprint else {
-            throw IndexError(path: index, "the live generation was made with bundle \(manifest.bundleFingerprint), these codes with bundle \(shape.bundleFingerprint): codes from different bundles cannot share an index (rebuild it)")
+    static func checkSameBundle(_ manifest: IndexManifest, _ model: IndexModel, index: String) throws {
+        guard manifest.bundleFingerprint == model.bundleFingerprint else {
+            throw IndexError(path: index, "the live generation was made with bundle \(manifest.bundleFingerprint), these codes with bundle \(model.bundleFingerprint): codes from different bundles cannot share an index (rebuild it)")
         }
     }
 
@@ -277,19 +276,19 @@ public enum IndexBuilder {
         return byID.values.sorted { $0.entry.id < $1.entry.id }
     }
 
-    static func plan(_ entries: [IndexEntry], tombstones: [UInt64], shape: IndexShape, count: Int,
+    static func plan(_ entries: [IndexEntry], tombstones: [UInt64], model: IndexModel, count: Int,
                      kind: ShardKind, sequence: Int) throws -> [PlannedShard] {
         guard count >= 1 && count <= 9999 else { throw IndexError(path: "", "the shard count must be between 1 and 9999, not \(count)") }
         let withEmbeddings = entries.contains { $0.coarseEmbedding != nil }
-        if withEmbeddings, let bad = entries.first(where: { $0.coarseEmbedding?.count != shape.dimension }) {
-            throw IndexError(path: "", "video '\(bad.entry.externalID)' has no coarse embedding of \(shape.dimension) values, but others do: store embeddings for all videos or none")
+        if withEmbeddings, let bad = entries.first(where: { $0.coarseEmbedding?.count != model.layout.dimension }) {
+            throw IndexError(path: "", "video '\(bad.entry.externalID)' has no coarse embedding of \(model.layout.dimension) values, but others do: store embeddings for all videos or none")
         }
         var buckets = [[IndexEntry]](repeating: [], count: count)
         for e in entries { buckets[Int(e.entry.id % UInt64(count))].append(e) }
         var stones = [[UInt64]](repeating: [], count: count)
         for t in tombstones { stones[Int(t % UInt64(count))].append(t) }
-        guard let fingerprint = SHA256Digest.bytes(fromHex: shape.bundleFingerprint), fingerprint.count == 32 else {
-            throw IndexError(path: "", "bundle fingerprint '\(shape.bundleFingerprint)' is not 64 hex digits")
+        guard let fingerprint = SHA256Digest.bytes(fromHex: model.bundleFingerprint), fingerprint.count == 32 else {
+            throw IndexError(path: "", "bundle fingerprint '\(model.bundleFingerprint)' is not 64 hex digits")
         }
         var planned: [PlannedShard] = []
         for s in 0..<count {
@@ -297,8 +296,9 @@ public enum IndexBuilder {
             if kind == .delta && buckets[s].isEmpty && stones[s].isEmpty { continue }
             let sorted = buckets[s].sorted { $0.entry.id < $1.entry.id }
             let embeddings: [UInt16]? = withEmbeddings ? sorted.flatMap { $0.coarseEmbedding! } : nil
-            let contents = ShardContents(levels: UInt32(shape.levels), subspaces: UInt32(shape.subspaces),
-                                         codewords: UInt32(shape.codewords), dimension: UInt32(shape.dimension),
+            let layout = model.layout
+            let contents = ShardContents(levels: UInt32(layout.levels), subspaces: UInt32(layout.subspaces),
+                                         codewords: UInt32(layout.codewords), dimension: UInt32(layout.dimension),
                                          bundleFingerprint: fingerprint, shardIndex: UInt32(s), shardCount: UInt32(count),
                                          entries: sorted.map(\.entry), tombstones: stones[s].sorted(),
                                          coarseEmbeddingsF16: embeddings)
@@ -315,7 +315,7 @@ public enum IndexBuilder {
 
     // MARK: Publishing
 
-    static func publish(index: String, parent: String?, shape: IndexShape, codebooks: [Float],
+    static func publish(index: String, parent: String?, model: IndexModel,
                         kept: [(record: IndexManifest.ShardRecord, from: String)], planned: [PlannedShard],
                         config: IndexManifest.Config, tool: IndexManifest.Tool) throws -> IndexManifest {
         let name = try nextGenerationName(after: parent, index: index)
@@ -331,10 +331,8 @@ public enum IndexBuilder {
             files.append((p.file, p.kind, p.sequence))
         }
         files.sort { ($0.sequence, $0.file) < ($1.sequence, $1.file) }
-        let codebooksFile = Codebooks.fileName(bundleFingerprint: shape.bundleFingerprint)
-        try Codebooks.write(codebooks, levels: shape.levels, subspaces: shape.subspaces, codewords: shape.codewords,
-                            dimension: shape.dimension, bundleFingerprint: shape.bundleFingerprint,
-                            to: tmp + "/" + codebooksFile)
+        let codebooksFile = Codebooks.fileName(bundleFingerprint: model.bundleFingerprint)
+        try model.quantizer.write(to: tmp + "/" + codebooksFile, bundleFingerprint: model.bundleFingerprint)
         var shards: [Shard] = [], records: [IndexManifest.ShardRecord] = []
         for f in files {
             let path = tmp + "/" + f.file
@@ -349,8 +347,8 @@ public enum IndexBuilder {
         let (_, counts) = IndexGeneration.resolve(shards, sequences: records.map(\.sequence))
         let codebooksPath = tmp + "/" + codebooksFile
         let manifest = IndexManifest(
-            generation: name, parent: parent, bundleFingerprint: shape.bundleFingerprint, levels: shape.levels,
-            subspaces: shape.subspaces, codewords: shape.codewords, dimension: shape.dimension,
+            generation: name, parent: parent, bundleFingerprint: model.bundleFingerprint, levels: model.layout.levels,
+            subspaces: model.layout.subspaces, codewords: model.layout.codewords, dimension: model.layout.dimension,
             codebooks: .init(file: codebooksFile, sha256: try SHA256Digest.hex(fileAt: codebooksPath),
                              bytes: (try? FileManager.default.attributesOfItem(atPath: codebooksPath)[.size] as? Int) ?? 0),
             shards: records, counts: counts, tool: tool, config: config)

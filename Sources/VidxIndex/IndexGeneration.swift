@@ -1,5 +1,6 @@
 import Foundation
 import VidxCore
+import VidxQuantization
 
 /// One generation of an index, opened for reading: its manifest, its shards (memory-mapped
 /// and validated) and its codebooks, with every entry classified live or hidden.
@@ -15,8 +16,8 @@ public final class IndexGeneration: @unchecked Sendable {
     public let manifest: IndexManifest
     /// The shards in manifest order: by sequence, then shard index.
     public let shards: [Shard]
-    /// (levels, M, K, dsub) Float32, row-major, codewords L2-normalised.
-    public let codebooks: [Float]
+    /// The bundle's product quantizer, from the generation's codebooks file.
+    public let quantizer: ProductQuantizer
     /// Per shard, a bitmask of hidden rows (bit `r % 64` of word `r / 64`), nil when every
     /// row of that shard is live.
     public let hidden: [[UInt64]?]
@@ -69,7 +70,7 @@ public final class IndexGeneration: @unchecked Sendable {
             shards.append(shard)
         }
         self.shards = shards
-        codebooks = try Codebooks.read(path: directory + "/" + manifest.codebooks.file, manifest: manifest)
+        quantizer = try Codebooks.read(path: directory + "/" + manifest.codebooks.file, manifest: manifest)
         (hidden, counts) = IndexGeneration.resolve(shards, sequences: manifest.shards.map(\.sequence))
     }
 

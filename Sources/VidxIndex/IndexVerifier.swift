@@ -25,8 +25,11 @@ public enum IndexVerifier {
         }
         // Codebooks.
         let cbPath = dir + "/" + manifest.codebooks.file
-        problems += checkFile(cbPath, bytes: manifest.codebooks.bytes, sha256: manifest.codebooks.sha256)
-        do { _ = try Codebooks.read(path: cbPath, manifest: manifest) } catch { problems.append("\(error)") }
+        let codebookProblems = checkFile(cbPath, bytes: manifest.codebooks.bytes, sha256: manifest.codebooks.sha256)
+        problems += codebookProblems
+        if codebookProblems.isEmpty {  // then its contents: format, fingerprint, shape, unit norms
+            do { _ = try Codebooks.read(path: cbPath, manifest: manifest) } catch { problems.append("\(error)") }
+        }
 
         // Shards.
         var shards: [Shard] = [], sequences: [Int] = []

@@ -1,5 +1,6 @@
 import Foundation
 import VidxCore
+import VidxQuantization
 
 /// A generation's `MANIFEST.json` (Schemas/index-manifest.schema.json).
 ///
@@ -239,6 +240,12 @@ public struct IndexManifest: Codable, Sendable, Equatable {
             }
         }
         return nil
+    }
+
+    /// The product quantizer's layout the generation's codes follow.
+    /// - Throws: `QuantizerError` when the sizes break its rules.
+    public func layout() throws -> ProductQuantizer.Layout {
+        try ProductQuantizer.Layout(levels: levels, subspaces: subspaces, codewords: codewords, dimension: dimension)
     }
 
     /// The manifest's bytes: pretty-printed JSON with sorted keys and a final newline.

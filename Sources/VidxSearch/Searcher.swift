@@ -1,6 +1,7 @@
 import CVidxScan
 import Dispatch
 import VidxIndex
+import VidxQuantization
 
 /// Scores queries against a generation's live entries with lookup tables (HCQ.md, Scoring).
 ///
@@ -33,9 +34,7 @@ public struct Searcher: Sendable {
 
     /// Lookup tables for (Q, L, D) query vectors.
     public func tables(for queries: [Float], count: Int) -> LookupTables {
-        let m = generation.manifest
-        return LookupTables(queries: queries, count: count, codebooks: generation.codebooks, levels: m.levels,
-                            subspaces: m.subspaces, codewords: m.codewords, dimension: m.dimension)
+        generation.quantizer.lookupTables(queries, count: count)
     }
 
     /// The best `k` live videos per query, best first. With `rerank`, coarse-to-fine with

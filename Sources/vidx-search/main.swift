@@ -75,9 +75,7 @@ struct SearchCommand: ParsableCommand {
                 guard let (s, r) = gen.locate(externalID: like) else {
                     throw IndexError(path: index, "no live video '\(like)' in generation \(gen.name)")
                 }
-                vectors = LookupTables.reconstruct(codes: gen.shards[s].codes(at: r), codebooks: gen.codebooks,
-                                                   levels: m.levels, subspaces: m.subspaces, codewords: m.codewords,
-                                                   dimension: m.dimension)
+                vectors = gen.quantizer.reconstruct(gen.shards[s].codes(at: r))
                 count = 1
             } else {
                 let (shape, values) = try readQueries(query!)

@@ -94,8 +94,7 @@ struct ShardCommand: ParsableCommand {
             } else {
                 let model = try ModelBundle(directory: bundle!)
                 let c = model.config
-                let shape = IndexShape(bundleFingerprint: model.fingerprint, levels: c.levels, subspaces: c.pq.subspaces,
-                                       codewords: c.pq.codewords, dimension: c.hiddenSize)
+                let indexModel = IndexModel(bundleFingerprint: model.fingerprint, quantizer: model.quantizer)
                 var entries: [IndexEntry] = []
                 var inputs: [IndexManifest.Input] = []
                 var failureClasses: [String: Int] = [:]
@@ -157,11 +156,11 @@ struct ShardCommand: ParsableCommand {
                         // One external id a line (LF or CRLF), surrounding spaces trimmed.
                         deletions = JSONLines.lines(data).map { String($0.text) }
                     }
-                    result = try IndexBuilder.append(index: index, shape: shape, codebooks: model.normalizedCodebooks,
+                    result = try IndexBuilder.append(index: index, model: indexModel,
                                                      entries: entries, deletions: deletions, inputs: inputs,
                                                      shards: shards, tool: tool, policy: policy, note: note)
                 } else {
-                    result = try IndexBuilder.build(index: index, shape: shape, codebooks: model.normalizedCodebooks,
+                    result = try IndexBuilder.build(index: index, model: indexModel,
                                                     entries: entries, inputs: inputs, shards: shards ?? 8, tool: tool,
                                                     policy: policy, note: note)
                 }

@@ -62,7 +62,7 @@ struct SearchTests {
             var previous: SearchHit? = nil
             for h in results[q] {
                 let codes = gen.shards[Int(h.shard)].codes(at: Int(h.row))
-                let want = bruteForceScore(query: query, codes: codes, codebooks: gen.codebooks, L: m.levels,
+                let want = bruteForceScore(query: query, codes: codes, codebooks: gen.quantizer.codebooks, L: m.levels,
                                            M: m.subspaces, K: m.codewords, D: m.dimension)
                 #expect(abs(Double(h.score) - want) < 1e-5)
                 if let p = previous { #expect(p.ranksAbove(h)) }

@@ -156,3 +156,19 @@ public func schemaEnum(_ name: String, _ path: [String]) throws -> [String] {
     }
     return values
 }
+
+/// SplitMix64: the one seeded generator of the tests, so random contents are the same on
+/// every run and machine.
+public struct SeededGenerator: RandomNumberGenerator, Sendable {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// A float uniform in [-1, 1).
+    public mutating func signedUnit() -> Float { Float(Int64(next() >> 40) - (1 << 23)) / Float(1 << 23) }
+}
