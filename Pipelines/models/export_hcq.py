@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bundle_tools  # noqa: E402
 import torch_checkpoint  # noqa: E402
 
-#: HCQ's experts (HCQ.md): name -> (type id, timing).
+#: HCQ's experts (Documentation/HCQ-inference.md, Experts): name -> (type id, timing).
 HCQ_EXPERTS = {
     "face": (3, "none"), "ocr": (7, "none"), "rgb": (5, "windowed"), "s3d": (1, "windowed"),
     "scene": (9, "windowed"), "speech": (6, "none"), "vggish": (2, "windowed"),

@@ -61,8 +61,8 @@ seeded random weights** (seed {seed}, `bundle_tools.random_bundle`), made by
 - The codes it produces are deterministic (same input, same bytes) but carry
   **no retrieval quality**: text-to-video search over them is no better than chance.
 - Real quality comes from a trained HCQ checkpoint exported with
-  `Pipelines/models/export_hcq.py` (the video side of the authors' model; see HCQ.md
-  in the design notes). Such a bundle needs features from the extractors it was trained on.
+  `Pipelines/models/export_hcq.py` (the video side of the authors' model; see
+  Documentation/HCQ-inference.md). Such a bundle needs features from the extractors it was trained on.
 
 | expert | width | type id | timing | extractor |
 |---|---|---|---|---|

@@ -13,7 +13,7 @@ public enum MemoryTuning {
     /// The encoder allocates and frees the same few large activation matrices (megabytes
     /// each) for every layer of every batch. By default glibc serves blocks that large with
     /// `mmap` and unmaps them on `free`, so each allocation faults in and zeroes fresh pages:
-    /// measured at about a tenth of `vidx-encode`'s wall time on 2 cores, all of it on the
+    /// a visible share of `vidx-encode`'s wall time (`make bench-encode`), all of it on the
     /// thread that the BLAS workers wait for. With these settings the blocks are reused;
     /// resident memory stays at the high-water mark of one batch. A no-op off glibc.
     public static func reuseLargeAllocations() {
@@ -29,8 +29,9 @@ public enum MemoryTuning {
     /// By default glibc raises its threshold to the size of the last large block freed, so
     /// later blocks of that size come from the heap; `vidx-search` allocates and frees one
     /// batch's lookup tables (32 MB at HCQ's shape) between small allocations that live
-    /// longer, the heap fragments, and its resident memory grew with the number of batches
-    /// (from 130 MB to over 2 GB for 2,048 queries, depending on thread timing). A no-op off glibc.
+    /// longer, the heap fragments, and its resident memory grew with the number of batches,
+    /// without bound, depending on thread timing (`IndexSafetyTests.boundedQueries` holds
+    /// 2,048 queries under 300 MiB). A no-op off glibc.
     public static func returnLargeAllocations() {
         #if canImport(Glibc)
         _ = glibcMallopt(glibcMmapThreshold, 128 << 10)

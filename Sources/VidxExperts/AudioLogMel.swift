@@ -44,8 +44,8 @@ import Darwin
 /// The spectrum is a real FFT (a 256-point complex radix-2 FFT plus a split step, see
 /// ``LogMelTables``), computed for 8 frames at once, one per SIMD lane: about 11,000 flops a
 /// frame, 66 MFLOP per minute of audio. (A DFT as a product with a constant 400 x 512
-/// cos / sin matrix on OpenBLAS costs 0.41 MFLOP a frame, 2.5 GFLOP per minute: measured
-/// 50 ms per minute against this FFT's few ms.)
+/// cos / sin matrix on OpenBLAS costs 0.41 MFLOP a frame, 2.5 GFLOP per minute: several
+/// times slower than this FFT; `make bench-extract` prints the audio expert's seconds.)
 ///
 /// Memory is bounded whatever the length of the audio: besides the output rows, the
 /// extractor keeps at most 41,200 unconsumed samples, the unfinished window's frames

@@ -132,8 +132,8 @@ public final class FrameMotion {
     static func boundary(_ i: Int, _ size: Int) -> Int { i * size / grid }
 
     /// 299 v, 587 v and 114 v for v = 0...255 (768 values): the gray level is three table
-    /// reads and two additions, a third faster than three multiplications (measured; the
-    /// loop does not vectorise on the baseline x86-64 target, which lacks byte shuffles).
+    /// reads and two additions, faster than three multiplications (the loop does not
+    /// vectorise on the baseline x86-64 target, which lacks byte shuffles).
     static let grayTerms: [Int32] = (0..<768).map { i in Int32(i % 256) * [299, 587, 114][i / 256] }
 
     /// The integer gray levels (299 R + 587 G + 114 B, at most 255,000) of `count` pixels

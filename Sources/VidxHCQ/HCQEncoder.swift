@@ -42,8 +42,9 @@ public struct EncodeError: Error, CustomStringConvertible, Sendable, Equatable {
 
 /// HCQ's video side at inference: token building, the BERT-style transformer, the coarse
 /// level, GhostVLAD fine levels and product quantization, exactly as the authors' code
-/// (see ../shared/HCQ.md). Videos are encoded in batches: every dense product covers all
-/// tokens of the batch in one sgemm call. Results do not depend on the batch size.
+/// (Documentation/HCQ-inference.md). Videos are encoded in batches: every dense product
+/// covers all tokens of the batch. The bytes do not depend on the thread count; on AMD Zen
+/// the batch size can change their last bits (Documentation/Determinism.md, "The encoder").
 public final class HCQEncoder: @unchecked Sendable {
     public let bundle: ModelBundle
     public let batchSize: Int

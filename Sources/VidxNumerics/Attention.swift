@@ -17,13 +17,10 @@ import Dispatch
 /// As in PyTorch, the scores are divided by sqrt(d) (not scaled by 1 / sqrt d) and then
 /// masked; the softmax exponential is ``expNonPositive(_:)`` (about 2 ulp).
 ///
-/// The (sequence, head) pairs are spread over ``Parallel/threads`` threads, each pair's
-/// products single-threaded (OpenBLAS always runs single-threaded, see ``BLAS``).
-///
 /// Two `cblas_sgemm` calls per sequence and head read q/k/v and write the result in place
 /// through strided pointers (leading dimension `hidden`), no copies. Every call has the
-/// shape (L, L, d) or (L, d, L) whatever `sequences` is, so a sequence's bytes do not depend
-/// on the sequences stacked with it.
+/// shape (L, L, d) or (L, d, L) whatever `sequences` is, single-threaded, on Parallel's
+/// threads (Documentation/Determinism.md).
 public func multiHeadAttention(q: Matrix, k: Matrix, v: Matrix, heads: Int, sequenceLength: Int,
                                keyMask: [Float]) -> Matrix {
     let L = sequenceLength, hidden = q.cols
@@ -37,8 +34,7 @@ public func multiHeadAttention(q: Matrix, k: Matrix, v: Matrix, heads: Int, sequ
     if q.rows == 0 || hidden == 0 { return out }
     let root = Float(d).squareRoot()
     let pairs = sequences * heads
-    // The (sequence, head) products are small (L x L x d): spread the pairs over the
-    // threads, each pair's calls single-threaded. Same calls, same shapes, same bytes.
+    // (sequence, head) pairs over the threads; fixed-shape single-threaded calls.
     let threads = Parallel.threads
 
     q.data.withUnsafeBufferPointer { qb in

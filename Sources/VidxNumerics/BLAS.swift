@@ -4,44 +4,26 @@ import Foundation
 /// Dense products on OpenBLAS (wraps `cblas_sgemm` and OpenBLAS's thread controls).
 ///
 /// All matrices are Float32 and row-major. Two product forms:
-/// - ``gemm(m:n:k:alpha:a:lda:b:ldb:transposeB:beta:c:ldc:)``: exactly one `cblas_sgemm` call.
-///   OpenBLAS picks its kernel from the shape, so the bytes of one output row can depend on
-///   how many rows `m` the call covers (see ``rowTile``).
+/// - ``gemm(m:n:k:alpha:a:lda:b:ldb:transposeB:beta:c:ldc:)``: one `cblas_sgemm` call; a
+///   row's bytes may depend on `m`.
 /// - ``rowTiledGEMM(m:n:k:alpha:a:lda:b:ldb:transposeB:beta:c:ldc:)`` (used by ``matmul(_:_:transposeB:)``
-///   and ``Linear``): fixed 256-row tiles run whole on ``Parallel``'s threads, so the bytes do
-///   not depend on the thread count.
+///   and ``Linear``): fixed ``rowTile``-row tiles on ``Parallel``'s threads.
+/// Why, and where the guarantee ends: Documentation/Determinism.md.
 public enum BLAS {
     /// Rows per `cblas_sgemm` call in ``rowTiledGEMM(m:n:k:alpha:a:lda:b:ldb:transposeB:beta:c:ldc:)``.
     ///
-    /// Why tiles: OpenBLAS 0.3.21 (measured on this project's x86-64 machines) is NOT
-    /// bit-identical across row counts. For small `m * n * k` it switches to "small matrix"
-    /// kernels (and on AVX-512 builds, for no-transpose row-major calls, a "direct" kernel whose
-    /// choice also depends on the thread count) that sum in another order; e.g. 512 -> 8 rows
-    /// give different bytes computed 300 at a time than 64 at a time, and 512 -> 512 differ for
-    /// 1 or 2 rows. Calling `cblas_sgemm` only on tiles of exactly this height (the last tile
-    /// zero-padded), single-threaded, makes every call for a given layer the same shape, hence
-    /// the same kernel and summation order whatever the thread count. On Intel machines a
-    /// row's bytes then also depended only on that row, whatever was stacked with it; on AMD
-    /// Zen (OpenBLAS's Zen kernels) they also depend on the row's position in its tile, so a
-    /// different batch can change the last bits (about 1e-7 relative). Tested in
-    /// `DeterminismTests`: exact across thread counts, within 1e-5 across batch sizes.
+    /// Every call of a layer has this height (the last tile zero-padded), so OpenBLAS uses one
+    /// kernel and one summation order whatever the row count or the thread count
+    /// (Documentation/Determinism.md, "Dense products: three rules").
     ///
-    /// Cost: OpenBLAS repacks the right-hand matrix (the weights) once per tile, and the last
-    /// tile is padded (at most 255 wasted rows per product). Measured on the four Linear layers
-    /// of one HCQ transformer layer over 16 videos (3488 rows, 512 -> 1536, 512, 3072 -> 512):
-    /// 5-10% slower than one untiled call each; a single video (218 rows, one padded tile)
-    /// 30-45%. 64-row tiles would cost 20-35% at 16 videos.
+    /// Cost: the weights are repacked once per tile and the last tile is padded (at most 255
+    /// wasted rows); the overhead is largest for a single video (one mostly padded tile), and
+    /// smaller tiles would cost more. `make bench-encode` prints the encoder's throughput.
     public static let rowTile = 256
 
-    /// Sets the threads the dense math may use (process-wide): row tiles, convolution tiles
-    /// and the loops of ``Parallel``. OpenBLAS itself always stays single-threaded.
-    ///
-    /// Why: OpenBLAS 0.3.21's Zen kernels give a row different last bits depending on where
-    /// the row sits in the call (its position modulo the kernel's 6-column unroll) and on how
-    /// the call is split between OpenBLAS's threads. With OpenBLAS single-threaded and the
-    /// work split into fixed tiles that our own threads take whole, every call has the same
-    /// shape and contents whatever the thread count, so outputs are byte-identical for any
-    /// thread count. (It also stops OpenBLAS's idle threads from spinning between calls.)
+    /// Sets the threads vidx's own dense work uses (process-wide): row tiles, convolution
+    /// tiles and the loops of ``Parallel``. OpenBLAS itself stays single-threaded
+    /// (Documentation/Determinism.md).
     /// - Parameter n: threads, at least 1.
     public static func setThreads(_ n: Int) {
         precondition(n >= 1, "BLAS thread count must be at least 1")
@@ -91,10 +73,9 @@ public enum BLAS {
             return
         }
         _ = singleThreaded
-        // Called as the column-major product C^T (n x m) = op(B)^T (n x k) * A^T (k x m): the same
-        // memory and the same arithmetic as the row-major call (OpenBLAS swaps the operands
-        // internally anyway), but it bypasses OpenBLAS's row-major-only "direct" sgemm path,
-        // whose selection depends on the thread count.
+        // Called as the column-major product C^T = op(B)^T A^T: the same memory and arithmetic,
+        // but it bypasses OpenBLAS's row-major "direct" path (Documentation/Determinism.md,
+        // "Why it takes work").
         cblas_sgemm(CblasColMajor, transposeB ? CblasTrans : CblasNoTrans, CblasNoTrans,
                     Int32(n), Int32(m), Int32(k), alpha,
                     b, Int32(ldb), a, Int32(lda), beta, c, Int32(ldc))
@@ -104,8 +85,9 @@ public enum BLAS {
     /// with one `cblas_sgemm` call per ``rowTile`` rows of A and C; the last, partial tile is
     /// zero-padded in a scratch buffer.
     ///
-    /// Batch-invariant: the bytes of output row `i` depend only on row `i` of A (and of C when
-    /// `beta != 0`), B, alpha and beta, not on `m` or on the OpenBLAS thread count.
+    /// Output row `i` depends only on row `i` of A (and of C when `beta != 0`), B, alpha, beta
+    /// and, on AMD Zen, `i mod rowTile`; never on the thread count
+    /// (Documentation/Determinism.md, "Batch size").
     public static func rowTiledGEMM(m: Int, n: Int, k: Int, alpha: Float = 1,
                                     a: UnsafePointer<Float>, lda: Int,
                                     b: UnsafePointer<Float>, ldb: Int, transposeB: Bool = false,
@@ -115,7 +97,7 @@ public enum BLAS {
         if m == 0 || n == 0 { return }
         let tile = rowTile
         let full = m / tile * tile, tiles = (m + tile - 1) / tile
-        // Whole tiles on Parallel's threads, each call single-threaded (see setThreads).
+        // Whole tiles on Parallel's threads, each call single-threaded (Documentation/Determinism.md).
         Parallel.forEachRange(tiles) { range in
             for t in range {
                 let row = t * tile
@@ -145,7 +127,8 @@ public enum BLAS {
         }
     }
 
-    /// A (m x k) * op(B), row-major, batch-invariant (row-tiled, see ``rowTile``).
+    /// A (m x k) * op(B), row-major, row-tiled: thread-invariant; batch-invariant except on
+    /// AMD Zen (Documentation/Determinism.md).
     /// - Parameter transposeB: B is stored n x k and used transposed (A * B^T); otherwise B is k x n.
     /// - Returns: an m x n matrix.
     public static func matmul(_ a: Matrix, _ b: Matrix, transposeB: Bool = false) -> Matrix {

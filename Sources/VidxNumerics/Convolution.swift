@@ -8,34 +8,18 @@
 // with no copy; (2) im2col rows are runs of whole pixels; (3) the depthwise loop and the
 // epilogue vectorise over channels, which every EfficientNet layer has in multiples of 16.
 //
-// Determinism: the output bytes of a frame depend only on that frame, whatever the number
-// of workers (see Threads) and, where OpenBLAS allows it (see
-// the end of this comment), whatever the batch. The sgemm calls of one layer all have the
-// same shape (`tileRows(outputPixels:)` output pixels, the last tile zero-padded; see
-// ``BLAS/rowTile`` for why the shape must not vary), and a row of the product depends only
-// on its own pixel; every loop outside sgemm computes each element with the same code in a
-// fixed order, whatever the split across threads (``Parallel``).
+// Determinism (Documentation/Determinism.md, "The extract stage and its CNN"): every
+// sgemm call of a layer covers `tileRows(outputPixels:)` output pixels (whole frames, the
+// last tile zero-padded) and runs single-threaded, whole, on one of ``Parallel/threads``
+// workers, which also does that tile's im2col and epilogue; the depthwise rows are spread
+// the same way, and every loop outside sgemm computes each element in a fixed order.
 //
-// Threads: the sgemm tiles of a layer are spread over ``Parallel/threads`` workers, each
-// running whole tiles (im2col, sgemm, epilogue) one after another, and so are the depthwise
-// rows. Every sgemm call is single-threaded (OpenBLAS always is, see ``BLAS/setThreads(_:)``),
-// for two reasons:
-// - speed: OpenBLAS's idle threads poll with sched_yield for about 0.1 s after every call
-//   (OPENBLAS_THREAD_TIMEOUT, read only when the library loads), taking the cores from the
-//   depthwise layers and epilogues between the calls. Measured on EfficientNet-Lite0, 2
-//   cores, batches of 16: about 82 frames/s against 68 with the tiles in turn and OpenBLAS
-//   threading each call (69 with OPENBLAS_THREAD_TIMEOUT=4). The cost: a layer with fewer
-//   tiles than workers leaves workers idle, so batches under 8 frames gain nothing, and a
-//   single frame (one tile per layer) runs at about 21 frames/s against 25-30;
-// - bytes: OpenBLAS 0.3.21's results can depend on its thread count (on AMD Zen every Lite0
-//   layer's shape gives other last bits with 1 and 2 threads), so with single-threaded
-//   calls the bytes do not depend on the number of workers.
-//
-// Not batch-invariant everywhere: OpenBLAS's Zen kernels also give a row other last bits
-// at another position in a call of the same shape, so a frame that shares a tile (the 14x14
-// and 7x7 layers) gets bytes that depend on its place in the batch there. Frames at the
-// same places (vidx-extract's batches of --batch frames from the start of each video) give
-// the same bytes.
+// Why single-threaded calls, besides the bytes: OpenBLAS's idle threads poll (sched_yield)
+// after every call, for OPENBLAS_THREAD_TIMEOUT (read only when the library loads), taking
+// the cores from the depthwise layers and epilogues between the calls. The cost: a layer
+// with fewer tiles than workers leaves workers idle, so batches under 8 frames gain
+// nothing, and a single frame (one tile per layer) is slower than with OpenBLAS threading
+// each call. `make bench-extract` (`vidx-bench cnn`) prints the CNN's frames/s.
 
 /// The activation fused into a convolution's output, applied to conv + bias.
 public enum ConvActivation: String, Sendable, CaseIterable {
@@ -196,9 +180,9 @@ public struct Conv2D: Sendable {
     /// A function of the layer's output size only, never of the batch.
     ///
     /// Whole frames rather than a fixed row count: one call per frame is what the large
-    /// early layers run fastest with (measured on EfficientNet-Lite0's 112x112 and 56x56
-    /// layers: L2-sized calls of 784-896 rows were 10-60% slower than one call per frame,
-    /// the per-call overhead outweighing the cache misses), and frame-aligned tiles need no
+    /// early layers run fastest with (on EfficientNet-Lite0's 112x112 and 56x56 layers,
+    /// L2-sized calls of several hundred rows were slower than one call per frame: the
+    /// per-call overhead outweighs the cache misses), and frame-aligned tiles need no
     /// padding when the batch is a multiple of the frames per tile.
     public func tileRows(outputPixels: Int) -> Int {
         precondition(outputPixels >= 1, "tileRows needs at least one output pixel")
@@ -388,10 +372,9 @@ public struct Conv2D: Sendable {
     /// are not a multiple of 16, one pixel at a time (``depthwisePixel``). Both sum in the
     /// same order, so the split changes no bytes.
     ///
-    /// Measured on EfficientNet-Lite0's 16 depthwise layers (batch 16, 2 threads): 38 ms with
-    /// pairs, 47 ms one pixel at a time, 48 ms with blocks of 4 or 8 pixels of 4 channels
-    /// (more reuse of each weight, but 16-byte loads scattered over 9-25 cache lines were
-    /// slower on the 56x56 layers than whole-line loads).
+    /// Pairs were the fastest on EfficientNet-Lite0's depthwise layers; one pixel at a time,
+    /// and blocks of 4 or 8 pixels of 4 channels (more reuse of each weight, but 16-byte
+    /// loads scattered over many cache lines), were slower (`vidx-bench cnn` measures it).
     private func depthwise(frames: Int, height: Int, width: Int, outHeight: Int, outWidth: Int,
                            input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                            residual: UnsafePointer<Float>?, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,

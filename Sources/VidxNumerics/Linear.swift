@@ -2,8 +2,8 @@
 ///
 /// Layouts: `weight` is (out x in), row-major, exactly as PyTorch stores `Linear.weight`;
 /// `bias` has `out` values; the input is (rows x in), the output (rows x out).
-/// All rows of the input go through one row-tiled sgemm pass (``BLAS/rowTiledGEMM(m:n:k:alpha:a:lda:b:ldb:transposeB:beta:c:ldc:)``),
-/// so a row's output bytes do not depend on the other rows in the batch.
+/// All rows go through ``BLAS/rowTiledGEMM(m:n:k:alpha:a:lda:b:ldb:transposeB:beta:c:ldc:)``:
+/// thread-invariant, batch-invariant except on AMD Zen (Documentation/Determinism.md, "Batch size").
 public struct Linear: Sendable {
     /// W, (out x in), row-major.
     public let weight: Matrix

@@ -5,12 +5,12 @@ import Foundation
 /// attention heads), and for the convolutions' sgemm tiles.
 ///
 /// Every item is computed by exactly one worker with the same code whatever the split, so
-/// results are byte-identical for any thread count; only the wall time changes. Without
-/// this, those loops would run on one core (measured: about a third of the encoder's wall
-/// time on 2 cores).
+/// results do not depend on the thread count (Documentation/Determinism.md, rule 3); only
+/// the wall time changes. Without this, those loops would run on one core and dominate the
+/// encoder's time on several cores.
 ///
 /// How many threads: ``threads``, the one count ``BLAS/setThreads(_:)`` sets. OpenBLAS
-/// itself always runs single-threaded; its calls are among what these threads run.
+/// stays single-threaded; its calls are among what these threads run.
 public enum Parallel {
     /// The thread count of the loops: ``BLAS/threads``.
     public static var threads: Int { BLAS.threads }

@@ -3,7 +3,7 @@ import Dispatch
 import VidxIndex
 import VidxQuantization
 
-/// Scores queries against a generation's live entries with lookup tables (HCQ.md, Scoring).
+/// Scores queries against a generation's live entries with lookup tables (Documentation/HCQ-inference.md, Scoring).
 ///
 /// Full scan: 256 table reads per video (L * M), every live video. Coarse-to-fine
 /// (`rerank: K`, the EERCF scheme): read only the 32 coarse bytes of every video, keep the
@@ -13,7 +13,7 @@ import VidxQuantization
 /// cut into row chunks scanned on `threads` threads; each chunk keeps its own top lists,
 /// merged at the end. Rankings use a total order (score,
 /// then id), and a video's score is always summed in the same order, so results do not
-/// depend on the thread count or the chunking.
+/// depend on the thread count or the chunking (Documentation/Determinism.md, "Search").
 public struct Searcher: Sendable {
     public let generation: IndexGeneration
     public let threads: Int
@@ -162,9 +162,9 @@ public struct Searcher: Sendable {
     public static let queriesPerPass = 64
     /// Rows per block. A level's lane-group table (M x K x 8 floats, 256 KB for HCQ) stays
     /// in L2 while the block's rows read it, each entry about 8192 * 32 / 8192 = 32 times;
-    /// the codes stream past it. On the 1M-video benchmark (64 queries, 2 threads, AMD Zen 4,
-    /// 1 MB L2) full scans ran at about 36 queries/s with 2048 rows, 42 with 4096, 48 with
-    /// 8192 and 29 with 32768 (the block's scores, 32 bytes a row, then crowd L2 too).
+    /// the codes stream past it. 8192 rows was the fastest block size on `make bench-search`
+    /// (AMD Zen 4, 1 MB L2); larger blocks let the block's scores, 32 bytes a row, crowd L2
+    /// too. Retune by changing it and rerunning the benchmark.
     public static let blockRows = 8192
 
     func scan(_ tables: LookupTables, keep: Int, coarseOnly: Bool) -> [[SearchHit]] {

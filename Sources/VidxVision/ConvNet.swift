@@ -15,10 +15,9 @@ import VidxNumerics
 /// depthwise rows and the frames are spread over them, and every sgemm call runs whole on
 /// the worker that makes it, single-threaded (``BLAS/setThreads(_:)`` sets the workers).
 ///
-/// Deterministic: the same bytes whatever the number of
-/// workers; and a frame's features and logits are the same bytes whatever the other frames
-/// in the call and the pass size wherever OpenBLAS gives a row the same bytes at any
-/// position in a call (not on AMD Zen, where that holds only for the same batches).
+/// Deterministic: the same bytes whatever the number of workers; a frame's bytes also do
+/// not depend on the other frames or the pass size, except on AMD Zen
+/// (Documentation/Determinism.md, "The extract stage and its CNN").
 ///
 /// Immutable after `init` but for a pool of reusable workspaces behind a lock, hence
 /// `Sendable`; concurrent calls are safe (each takes its own workspace).

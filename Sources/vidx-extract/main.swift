@@ -121,7 +121,8 @@ struct ExtractCommand: ParsableCommand {
         }
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let threadsPerWorker = max(1, cores / workers)
-        // The experts' loops and the CNN's sgemm tiles, each call single-threaded (BLAS).
+        // Per-worker threads for the experts' loops and the CNN's tiles; OpenBLAS stays
+        // single-threaded (Documentation/Determinism.md).
         BLAS.setThreads(threadsPerWorker)
         MemoryTuning.reuseLargeAllocations()
         let extractor = VideoExtractor(registry: registry, experts: experts, decodeThreads: threadsPerWorker)

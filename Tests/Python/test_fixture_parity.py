@@ -68,7 +68,7 @@ def test_reference_reproduces_the_authors_outputs(exported):
     assert out["embeddings"].shape == expected["embeddings"].shape == (16, 8, 64)
     assert out["codes"].shape == expected["codes"].shape == (16, 8, 8)
     diff = np.abs(out["embeddings"] - expected["embeddings"]).max()
-    assert diff < 1e-5, diff
+    assert diff < 1e-6, diff  # not looser: a tanh GELU instead of erf moves it by only 3e-6
     np.testing.assert_array_equal(out["codes"], expected["codes"])
     # the codes are not decided by near ties, so the comparison means something
     assert out["margins"].min() > 1e-5

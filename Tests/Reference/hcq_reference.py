@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent NumPy reference of HCQ's video side, written from ../shared/HCQ.md.
+"""Independent NumPy reference of HCQ's video side, written from Documentation/HCQ-inference.md.
 
     hcq_reference.py BUNDLE_DIR FEATURES.safetensors OUT.npz
 

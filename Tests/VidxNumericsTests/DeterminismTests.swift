@@ -1,8 +1,8 @@
 import Testing
 @testable import VidxNumerics
 
-/// Same rows in, same bytes out: whatever else is stacked with them and whatever the
-/// OpenBLAS thread count. Compared with `==` on the Float arrays, no tolerance.
+// What these tests hold the code to: Documentation/Determinism.md.
+
 /// Expects the same shape and the same bytes (`==` on the Float arrays), reporting how many
 /// elements differ instead of printing the arrays.
 func expectBitIdentical(_ got: Matrix, _ want: Matrix, _ what: String,
@@ -17,8 +17,8 @@ func expectBitIdentical(_ got: Matrix, _ want: Matrix, _ what: String,
 }
 
 /// Expects the same shape and every value within `tolerance * max(1, |want|)`: for results
-/// computed in other batches, whose last bits OpenBLAS's Zen kernels may change (see
-/// BLAS.rowTile).
+/// computed in other batches, whose last bits may differ on AMD Zen
+/// (Documentation/Determinism.md, "Batch size").
 func expectClose(_ got: Matrix, _ want: Matrix, _ what: String, tolerance: Float = 1e-5,
                  sourceLocation: SourceLocation = #_sourceLocation) {
     #expect(got.rows == want.rows && got.cols == want.cols, "\(what): shape", sourceLocation: sourceLocation)
@@ -43,8 +43,8 @@ extension NumericsTests {
 
         /// (in, out): HCQ's widths (fused qkv, attention output) and shapes where single OpenBLAS
         /// calls differ by row count (512 -> 8 as in the VLAD assignment, 257 -> 70), plus odd sizes.
-        /// Exact across thread counts; across batch sizes within 1e-5 (exact on Intel, not on
-        /// OpenBLAS's Zen kernels, see BLAS.rowTile).
+        /// Exact across thread counts; across batch sizes within 1e-5 (exact on Intel;
+        /// Documentation/Determinism.md, "Batch size").
         @Test(arguments: [(512, 1536), (512, 512), (512, 8), (257, 70), (13, 7)])
         func linearIsThreadInvariant(shape: (Int, Int)) {
             let (inputs, outputs) = shape

@@ -2,8 +2,8 @@ import Foundation
 import Testing
 @testable import VidxNumerics
 
-/// All numerics tests, run one at a time: the determinism tests change OpenBLAS's
-/// process-wide thread count, which must not happen under another test's sgemm.
+/// All numerics tests, run one at a time: the determinism tests change BLAS.threads, a
+/// process-wide setting, which must not change under another test's products.
 @Suite(.serialized) struct NumericsTests {}
 
 /// SplitMix64 (Steele, Lea, Flood 2014): a tiny seeded generator for test tensors.
@@ -75,7 +75,8 @@ func expectClose(_ got: [Float], _ want: [Double], scale: [Double]? = nil,
             sourceLocation: sourceLocation)
 }
 
-/// Runs `body` with OpenBLAS set to `threads`, restoring the previous count afterwards.
+/// Runs `body` with BLAS.threads set to `threads` (OpenBLAS itself stays at one), restoring
+/// the previous count afterwards.
 func withBLASThreads<T>(_ threads: Int, _ body: () throws -> T) rethrows -> T {
     let previous = BLAS.threads
     BLAS.setThreads(threads)

@@ -5,8 +5,8 @@ import VidxNumerics
 import VidxTestSupport
 import VidxVision
 
-/// All vision tests, run one at a time: the determinism tests change OpenBLAS's
-/// process-wide thread count, which must not happen under another test's sgemm.
+/// All vision tests, run one at a time: the determinism tests change BLAS.threads, a
+/// process-wide setting, which must not change under another test's products.
 @Suite(.serialized) struct VisionTests {}
 
 /// Networks, images and reference outputs made once per test process by the project's
@@ -156,7 +156,7 @@ func expectBitIdentical(_ got: [Float], _ want: [Float], _ what: String,
 }
 
 /// Expects every value within `tolerance * max(1, |want|)`: for frames computed in other
-/// batches or positions, whose last bits OpenBLAS's Zen kernels may change.
+/// batches or positions, whose last bits may differ on AMD Zen (Documentation/Determinism.md).
 func expectClose(_ got: [Float], _ want: [Float], _ what: String, tolerance: Float = 1e-4,
                  sourceLocation: SourceLocation = #_sourceLocation) {
     #expect(got.count == want.count, "\(what): \(got.count) values, expected \(want.count)", sourceLocation: sourceLocation)
