@@ -11,36 +11,16 @@ import Darwin
 ///
 /// A FIFO blocks `open(2)` until a writer appears and a device may never end, so every
 /// reader of the package opens with `O_NONBLOCK` (which returns at once for a FIFO) and
-/// refuses anything `fstat` does not call a regular file before it reads a byte. The
-/// decode stage applies the same rule to videos.
+/// refuses anything `fstat` does not call a regular file before it reads a byte
+/// (`RegularFile.open` in VidxBytes; `MappedFile` maps through it). The decode stage
+/// applies the same rule to videos.
 public enum InputFiles {
-    /// Opens `path` read-only if it is a regular file.
+    /// Opens `path` read-only if it is a regular file (`RegularFile.open`).
     /// - Returns: the descriptor (the caller closes it) and the file's size in bytes.
     /// - Throws: `StageFileError` naming the path: missing, unreadable, or not a regular
     ///   file (a directory, pipe, socket or device).
     public static func openRegular(_ path: String) throws -> (fd: Int32, size: Int) {
-        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else {
-            let e = errno
-            throw StageFileError(path: path, message: e == ENOENT ? "no such file" : "cannot open: \(String(cString: strerror(e)))")
-        }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            let e = errno
-            close(fd)
-            throw StageFileError(path: path, message: "cannot stat: \(String(cString: strerror(e)))")
-        }
-        let type = st.st_mode & S_IFMT
-        guard type == S_IFREG else {
-            close(fd)
-            let what = type == S_IFDIR ? "a directory" : type == S_IFIFO ? "a pipe (FIFO)"
-                : type == S_IFSOCK ? "a socket" : "a device"
-            throw StageFileError(path: path, message: "is \(what), not a regular file")
-        }
-        // Regular files ignore O_NONBLOCK; clear it anyway so reads behave as documented.
-        let flags = fcntl(fd, F_GETFL)
-        if flags >= 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
-        return (fd, Int(st.st_size))
+        do { return try RegularFile.open(path) } catch { throw StageFileError(error) }
     }
 
     /// Reads the whole of the regular file at `path`.

@@ -111,6 +111,20 @@ public struct FeaturesFile: Sendable {
     /// (see `SafeTensorsFile.releaseResidentPages()`); call between chunks of videos.
     public func releaseResidentPages() { file.releaseResidentPages() }
 
+    /// The first (video, expert) whose `v{i}/{E}/features` tensor names an expert the
+    /// file's `extractors` does not declare, or nil: such an expert's extractor cannot be
+    /// checked against a bundle (Schemas/features.md).
+    public func firstUndeclaredExpert() -> (video: Int, expert: String)? {
+        for name in file.names where name.hasPrefix("v") && name.hasSuffix("/features") {
+            let body = name.dropFirst().dropLast("/features".count)
+            guard let slash = body.firstIndex(of: "/"), let video = Int(body[..<slash]), String(video) == body[..<slash],
+                  video < videos.count else { continue }
+            let expert = String(body[body.index(after: slash)...])
+            if extractors[expert] == nil { return (video, expert) }
+        }
+        return nil
+    }
+
     /// The experts stored for video `index` (absent experts are not in the map).
     /// - Throws: `SafeTensorsError` or `StageFileError` when the tensors disagree with each other.
     public func experts(of index: Int) throws -> [String: FeatureSeries] {

@@ -74,11 +74,10 @@ public enum FeatureImport {
     public static func merge(into video: inout ExtractedVideo, line: ImportLine?, wanted: [(name: String, width: Int)],
                              base: String) -> [String] {
         guard video.record.status != .failed else { return [] }
-        var missing: [String] = []
+        let missing = wanted.map(\.name).filter { line?.experts[$0] == nil }
+        guard let line else { return missing }
         do {
-            for (name, width) in wanted {
-                guard let source = line?.experts[name] else { missing.append(name); continue }
-                let stored = try load(source, base: base, width: width)
+            for (name, stored) in try experts(of: line, wanted: wanted, base: base) {
                 video.experts[name] = stored
                 video.stats.rows[name] = stored.rows
             }
@@ -87,6 +86,76 @@ public enum FeatureImport {
             return []
         }
         return missing
+    }
+
+    /// The experts `line` names among `wanted` (name, width), each loaded and checked
+    /// (`load`); an expert of `wanted` the line does not name is absent from the result.
+    /// - Throws: `StageFileError` for the first file that cannot be used.
+    public static func experts(of line: ImportLine, wanted: [(name: String, width: Int)],
+                               base: String) throws -> [String: FeatureSeries] {
+        var out: [String: FeatureSeries] = [:]
+        for (name, width) in wanted {
+            guard let source = line.experts[name] else { continue }
+            out[name] = try load(source, base: base, width: width)
+        }
+        return out
+    }
+
+    /// One expert a list may name: its bundle name, width and extractor id.
+    public struct Expert: Sendable {
+        public var name: String, width: Int, extractor: String
+        public init(name: String, width: Int, extractor: String) {
+            self.name = name
+            self.width = width
+            self.extractor = extractor
+        }
+    }
+
+    /// What `vidx-import-features` does, callable in-process: every video of the list at
+    /// `path` read into a features file at `out` (atomically). A video whose files cannot be
+    /// used is `failed` (`bad_features`), one with no feature row at all `failed`
+    /// (`no_features`); the others go on.
+    /// - Parameters:
+    ///   - experts: the bundle's experts; a list naming any other fails that video.
+    ///   - note: receives one line per failed video.
+    /// - Returns: every video's record, in list order.
+    /// - Throws: `StageFileError` for a list that cannot be read, `FileWriteError` when the
+    ///   output cannot be written.
+    public static func run(list path: String, experts: [Expert], bundleFingerprint: String, out: String,
+                           note: (String) -> Void = { _ in }) throws -> [VideoRecord] {
+        let lines = try readList(path: path)
+        let specs = Dictionary(uniqueKeysWithValues: experts.map { ($0.name, $0) })
+        let base = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        var writer = FeaturesWriter(bundleFingerprint: bundleFingerprint, extractors: [:])
+        var extractors: [String: String] = [:]
+        for line in lines {
+            var record = VideoRecord(id: line.id, contentHash: line.contentHash ?? "")
+            var loaded: [String: FeatureSeries] = [:]
+            do {
+                // In name order, each expert's extractor declared once its file is read.
+                for name in line.experts.keys.sorted() {
+                    guard let spec = specs[name] else {
+                        throw StageFileError(path: path, message: "expert '\(name)' is not one of the bundle's (\(specs.keys.sorted().joined(separator: ", ")))")
+                    }
+                    loaded[name] = try load(line.experts[name]!, base: base, width: spec.width)
+                    extractors[name] = spec.extractor
+                }
+            } catch {
+                record.fail(.badFeatures, "\(error)")
+                note("\(line.id): \(error)")
+            }
+            // Stored ok, a video without a single row would get the same codes as every
+            // other such video: it fails instead.
+            if record.status != .failed && loaded.values.allSatisfy({ $0.rows == 0 }) {
+                let named = loaded.isEmpty ? "names no expert" : "gives 0 rows for every expert it names (\(loaded.keys.sorted().joined(separator: ", ")))"
+                record.fail(.noFeatures, "the list \(named): no feature row to encode")
+                note("\(line.id): no_features: \(record.error!.message)")
+            }
+            writer.add(record, experts: record.status == .failed ? [:] : loaded)
+        }
+        writer.extractors = extractors
+        try writer.write(to: out)
+        return writer.videos
     }
 
     /// Reads one expert's matrix and times; checks the width, the row counts and that every

@@ -5,6 +5,14 @@ import VidxCore
 /// CRC-32C), every shard's full validation and checksums, headers against the manifest,
 /// the codebooks, counts, and that no id is live twice.
 public enum IndexVerifier {
+    /// The generation checked (its name, or "?" when `CURRENT` cannot be read) and every
+    /// problem found: what `vidx-verify` reports.
+    public static func report(indexDirectory: String, generation: String? = nil) -> (generation: String, problems: [String]) {
+        let problems = verify(indexDirectory: indexDirectory, generation: generation)
+        let name = generation ?? (try? IndexGeneration.currentName(indexDirectory: indexDirectory)) ?? "?"
+        return (name, problems)
+    }
+
     /// Every problem found, one line each naming the file; empty when the generation is good.
     /// - Parameter generation: the generation to check (default: the one `CURRENT` names).
     public static func verify(indexDirectory: String, generation: String? = nil) -> [String] {

@@ -47,4 +47,32 @@ public enum Parallel {
             }
         }
     }
+
+    /// Calls `body(i)` for every i in `0..<count` on `workers` threads that each take the
+    /// next index in order as they become free: for items of very different costs (the
+    /// videos of a unit), where fixed ranges would leave threads idle. `body` synchronises
+    /// whatever it shares; the order in which items finish is not fixed.
+    public static func forEachDynamically(_ count: Int, workers: Int, _ body: (Int) -> Void) {
+        precondition(count >= 0 && workers >= 1, "Parallel.forEachDynamically needs count >= 0 and workers >= 1")
+        let threads = min(workers, count)
+        if threads <= 1 {
+            for i in 0..<count { body(i) }
+            return
+        }
+        let lock = NSLock()
+        nonisolated(unsafe) var next = 0
+        withoutActuallyEscaping(body) { body in
+            nonisolated(unsafe) let run = body
+            DispatchQueue.concurrentPerform(iterations: threads) { _ in
+                while true {
+                    lock.lock()
+                    let i = next
+                    next += 1
+                    lock.unlock()
+                    guard i < count else { return }
+                    run(i)
+                }
+            }
+        }
+    }
 }

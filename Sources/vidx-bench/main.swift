@@ -7,79 +7,81 @@
 //       the appearance CNN's frames/s and achieved GFLOP/s, against sgemm's peak measured
 //       in the same process with N threads. The CNN runs as vidx-extract runs it: on N
 //       workers of its own (Parallel), OpenBLAS single-threaded.
+import ArgumentParser
 import Foundation
+import VidxCLI
 import VidxCore
 import VidxNumerics
 import VidxVision
 
-let usage = """
-    usage: vidx-bench sgemm-peak [--threads N] [--size N] [--seconds S]
-           vidx-bench cnn --weights DIR|FILE [--batch 16] [--threads N] [--seconds S]
-    """
+struct BenchCommand: StageCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vidx-bench",
+        abstract: "Measurements for the benchmark scripts; each subcommand prints one JSON line.",
+        subcommands: [SgemmPeak.self, CNN.self])
 
-func usageError(_ message: String) -> Never {
-    printError("vidx-bench: \(message)")
-    printError(usage)
-    exit(StageExit.usage)
+    func run() throws { throw ValidationError("give a subcommand: sgemm-peak or cnn") }
 }
 
-/// `--name value` pairs after the subcommand; each name must be one of `allowed`.
-func parseOptions(_ words: ArraySlice<String>, allowed: Set<String>) -> [String: String] {
-    var options: [String: String] = [:]
-    var i = words.startIndex
-    while i < words.endIndex {
-        let name = words[i]
-        guard allowed.contains(name) else { usageError("unknown option '\(name)'") }
-        guard i + 1 < words.endIndex else { usageError("\(name) needs a value") }
-        options[name] = words[i + 1]
-        i += 2
+/// `--seconds S`: how long to measure, in (0, 3600].
+func checkSeconds(_ seconds: Double) throws {
+    guard seconds > 0, seconds <= 3600 else { throw ValidationError("--seconds must be a number in (0, 3600]") }
+}
+
+struct SgemmPeak: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "sgemm-peak", abstract: "cblas_sgemm's sustained GFLOP/s.")
+
+    @OptionGroup var threads: ThreadOptions
+
+    @Option(name: .long, help: "Square matrix size, 16 to 8192.")
+    var size = 1024
+
+    @Option(name: .long, help: "Seconds to measure.")
+    var seconds = 2.0
+
+    func validate() throws {
+        guard (16...8192).contains(size) else { throw ValidationError("--size must be an integer in 16...8192") }
+        try checkSeconds(seconds)
     }
-    return options
-}
 
-func intOption(_ options: [String: String], _ name: String, default value: Int, in range: ClosedRange<Int>) -> Int {
-    guard let text = options[name] else { return value }
-    guard let v = Int(text), range.contains(v) else {
-        usageError("\(name) must be an integer in \(range.lowerBound)...\(range.upperBound), got '\(text)'")
+    func run() {
+        BLAS.setThreads(threads.resolved)
+        let gflops = BLAS.measurePeakGFLOPS(size: size, seconds: seconds)
+        print(String(format: #"{"threads":%d,"size":%d,"sgemm_gflops":%.2f}"#, threads.resolved, size, gflops))
     }
-    return v
 }
 
-func secondsOption(_ options: [String: String], default value: Double) -> Double {
-    guard let text = options["--seconds"] else { return value }
-    guard let v = Double(text), v > 0, v <= 3600 else { usageError("--seconds must be a number in (0, 3600], got '\(text)'") }
-    return v
+struct CNN: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "cnn", abstract: "The appearance CNN's frames/s and GFLOP/s.")
+
+    @Option(name: .long, help: "Converted CNN weights: a weights file, or a directory holding weights.safetensors.")
+    var weights: String
+
+    @Option(name: .long, help: "Frames per pass, 1 to 1024.")
+    var batch = ConvNet.defaultFramesPerPass
+
+    @OptionGroup var threads: ThreadOptions
+
+    @Option(name: .long, help: "Seconds to measure.")
+    var seconds = 10.0
+
+    func validate() throws {
+        guard (1...1024).contains(batch) else { throw ValidationError("--batch must be an integer in 1...1024") }
+        try checkSeconds(seconds)
+    }
+
+    func run() {
+        var isDirectory: ObjCBool = false
+        let file = FileManager.default.fileExists(atPath: weights, isDirectory: &isDirectory) && isDirectory.boolValue
+            ? weights + "/weights.safetensors" : weights
+        runCNN(weights: file, batch: batch, threads: threads.resolved, seconds: seconds)
+    }
 }
 
-let cores = ProcessInfo.processInfo.activeProcessorCount
-let args = CommandLine.arguments.dropFirst()
-guard let command = args.first else { usageError("give a subcommand") }
-let rest = args.dropFirst()
+/// `exit(3)`, named apart from ParsableCommand's `exit(withError:)`.
+func terminate(_ status: Int32) -> Never { exit(status) }
 
-switch command {
-case "sgemm-peak":
-    let options = parseOptions(rest, allowed: ["--threads", "--size", "--seconds"])
-    let threads = intOption(options, "--threads", default: cores, in: 1...256)
-    let size = intOption(options, "--size", default: 1024, in: 16...8192)
-    let seconds = secondsOption(options, default: 2)
-    BLAS.setThreads(threads)
-    let gflops = BLAS.measurePeakGFLOPS(size: size, seconds: seconds)
-    print(String(format: #"{"threads":%d,"size":%d,"sgemm_gflops":%.2f}"#, threads, size, gflops))
-
-case "cnn":
-    let options = parseOptions(rest, allowed: ["--weights", "--batch", "--threads", "--seconds"])
-    guard let weightsOption = options["--weights"] else { usageError("cnn needs --weights DIR|FILE") }
-    let threads = intOption(options, "--threads", default: cores, in: 1...256)
-    let batch = intOption(options, "--batch", default: ConvNet.defaultFramesPerPass, in: 1...1024)
-    let seconds = secondsOption(options, default: 10)
-    var isDirectory: ObjCBool = false
-    let weights = FileManager.default.fileExists(atPath: weightsOption, isDirectory: &isDirectory) && isDirectory.boolValue
-        ? weightsOption + "/weights.safetensors" : weightsOption
-    runCNN(weights: weights, batch: batch, threads: threads, seconds: seconds)
-
-default:
-    usageError("unknown subcommand '\(command)'")
-}
+BenchCommand.main()
 
 /// Loads the network, measures sgemm's peak with `threads` OpenBLAS threads, then runs
 /// batches of `batch` generated frames through the network for about `seconds` seconds
@@ -92,7 +94,7 @@ func runCNN(weights: String, batch: Int, threads: Int, seconds: Double) {
         net = try ConvNet(path: weights, framesPerPass: batch)
     } catch {
         printError("vidx-bench: \(error)")
-        exit(StageExit.failure)
+        terminate(StageExit.failure)
     }
     MemoryTuning.reuseLargeAllocations()
     BLAS.setThreads(threads)

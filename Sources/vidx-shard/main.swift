@@ -1,11 +1,12 @@
 // vidx-shard: codes files -> a new index generation (build, nightly append, compaction).
 import ArgumentParser
+import VidxCLI
 import Foundation
 import VidxCore
 import VidxHCQ
 import VidxIndex
 
-struct ShardCommand: ParsableCommand {
+struct ShardCommand: StageCommand {
     static let configuration = CommandConfiguration(
         commandName: "vidx-shard",
         abstract: "Write codes files into a new index generation and make it live.",
@@ -60,8 +61,7 @@ struct ShardCommand: ParsableCommand {
     @Flag(name: .customLong("allow-shrink"), help: "Publish however many live videos the run drops (never an empty index).")
     var allowShrink = false
 
-    @Flag(name: .long, help: "Print a JSON summary line instead of text.")
-    var json = false
+    @OptionGroup var summary: SummaryOptions
 
     @Argument(help: "Codes files (UNIT.codes.safetensors).")
     var codes: [String] = []
@@ -80,138 +80,55 @@ struct ShardCommand: ParsableCommand {
         }
     }
 
+    static func exitStatus(for error: Error) -> Int32 {
+        error is PublishRefusal ? StageExit.refused : StageExit.failure
+    }
+
+    /// What `--json` prints.
+    struct Summary: Encodable {
+        let index: String
+        let generation: String?
+        let live: Int?
+        let shards: Int?
+        let unchanged: Int
+        let skippedFiles: Int
+        let failedVideos: Int
+        let dropped: Int
+
+        enum CodingKeys: String, CodingKey {
+            case index, generation, live, shards, unchanged, skippedFiles = "skipped_files"
+            case failedVideos = "failed_videos", dropped
+        }
+    }
+
     func run() throws {
-        let tool = IndexManifest.Tool(name: "vidx-shard", version: VidxVersion.string)
-        let policy = PublishPolicy(maxShrink: maxShrink, allowShrink: allowShrink)
-        let note = { (line: String) in printError("vidx-shard: \(line)") }
-        let result: PublishResult
-        var skipped: [String] = []
-        var failedVideos = 0
-        do {
-            try IndexBuilder.removeLeftovers(index: index, note: note)
-            if compact {
-                result = try IndexBuilder.compact(index: index, shards: shards, tool: tool, policy: policy, note: note)
-            } else {
-                let model = try ModelBundle(directory: bundle!)
-                let c = model.config
-                let indexModel = IndexModel(bundleFingerprint: model.fingerprint, quantizer: model.quantizer)
-                var entries: [IndexEntry] = []
-                var inputs: [IndexManifest.Input] = []
-                var failureClasses: [String: Int] = [:]
-                let progress = ProgressLine(total: codes.count, minimumItems: 8)
-                for (n, path) in codes.enumerated() {
-                    progress.update(done: n, failed: skipped.count, current: path)
-                    let file: CodesFile
-                    do {
-                        file = try CodesFile(path: path)
-                        try file.checkShape(levels: c.levels, subspaces: c.pq.subspaces, codewords: c.pq.codewords,
-                                            hidden: c.hiddenSize)
-                    } catch {
-                        progress.finish()
-                        printError("vidx-shard: \(error)")
-                        skipped.append(path)
-                        continue
-                    }
-                    guard file.bundleFingerprint == model.fingerprint else {
-                        throw IndexError(path: path, "made with bundle \(file.bundleFingerprint), but --bundle \(bundle!) is \(model.fingerprint): codes from different bundles cannot share an index")
-                    }
-                    if embeddings && file.embeddings == nil {
-                        throw IndexError(path: path, "--embeddings was given but this codes file holds none (encode with vidx-encode --embeddings)")
-                    }
-                    let per = c.levels * c.pq.subspaces, D = c.hiddenSize
-                    for (i, video) in file.videos.enumerated() {
-                        if video.status == .failed {
-                            failedVideos += 1
-                            failureClasses[video.error?.class.rawValue ?? "failed", default: 0] += 1
-                            continue
-                        }
-                        var embedding: [UInt16]? = nil
-                        if embeddings, let e = file.embeddings {
-                            let base = i * c.levels * D  // level 0 of video i; the width was checked
-                            embedding = (0..<D).map { Float16(e[base + $0]).bitPattern }
-                        }
-                        entries.append(IndexEntry(externalID: video.id, contentHash: contentHashBytes(video.contentHash),
-                                                  codes: Array(file.codes[(i * per)..<((i + 1) * per)]),
-                                                  coarseEmbedding: embedding))
-                    }
-                    inputs.append(.init(sha256: try SHA256Digest.hex(fileAt: path), videos: file.videos.count))
-                }
-                progress.finish()
-                if !skipped.isEmpty && !allowMissingInputs {
-                    throw PublishRefusal(index: index, "\(skipped.count) of the \(codes.count) codes files could not be read (named above); publishing without them would leave out their videos. Nothing published, CURRENT unchanged; pass --allow-missing-inputs to publish the rest")
-                }
-                if entries.isEmpty && !append {
-                    let classes = failureClasses.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-                    let why = failedVideos > 0 ? "every one of the \(failedVideos) videos in the codes files failed (\(classes))"
-                                               : "the codes files hold no video"
-                    throw PublishRefusal(index: index, "\(why): an empty index is never published; CURRENT unchanged")
-                }
-                if append {
-                    var deletions: [String] = []
-                    if let delete {
-                        let data: Data
-                        do { data = try InputFiles.read(delete) } catch {
-                            throw IndexError(path: delete, "cannot read the list of ids to delete: \(error)")
-                        }
-                        // One external id a line (LF or CRLF), surrounding spaces trimmed.
-                        deletions = JSONLines.lines(data).map { String($0.text) }
-                    }
-                    result = try IndexBuilder.append(index: index, model: indexModel,
-                                                     entries: entries, deletions: deletions, inputs: inputs,
-                                                     shards: shards, tool: tool, policy: policy, note: note)
-                } else {
-                    result = try IndexBuilder.build(index: index, model: indexModel,
-                                                    entries: entries, inputs: inputs, shards: shards ?? 8, tool: tool,
-                                                    policy: policy, note: note)
-                }
-            }
-        } catch let refusal as PublishRefusal {
-            printError("vidx-shard: \(refusal)")
-            throw ExitCode(StageExit.refused)
-        } catch {
-            printError("vidx-shard: \(error)")
-            throw ExitCode(StageExit.failure)
+        let mode: IndexJob.Mode = compact ? .compact(shards: shards)
+            : append ? .append(deletions: delete, shards: shards) : .build(shards: shards ?? 8)
+        let model = try bundle.map { path -> IndexModel in
+            let b = try ModelBundle(directory: path)
+            return IndexModel(bundleFingerprint: b.fingerprint, quantizer: b.quantizer)
         }
+        let outcome = try IndexJob.run(
+            index: index, mode: mode, model: model, codes: codes, embeddings: embeddings,
+            allowMissingInputs: allowMissingInputs, policy: PublishPolicy(maxShrink: maxShrink, allowShrink: allowShrink),
+            tool: IndexManifest.Tool(name: "vidx-shard", version: VidxVersion.string),
+            note: { printError("vidx-shard: \($0)") })
+        let result = outcome.result, failed = outcome.inputs.failedVideos
         for id in result.notFound { printError("vidx-shard: delete: '\(id)' is not live in the index; nothing to delete") }
-        if json {
-            var summary: [String: String] = ["index": index, "unchanged": String(result.unchanged),
-                                             "skipped_files": String(skipped.count), "failed_videos": String(failedVideos),
-                                             "dropped": String(result.dropped)]
-            if let m = result.manifest {
-                summary["generation"] = m.generation
-                summary["live"] = String(m.counts.live)
-                summary["shards"] = String(m.shards.count)
-            }
-            print(String(decoding: try makeJSONEncoder().encode(summary), as: UTF8.self))
-        } else if let m = result.manifest {
-            print("\(index)/\(m.generation): \(m.counts.live) live videos in \(m.shards.count) shards (\(m.config.mode)); "
-                  + "\(m.counts.superseded) superseded, \(m.counts.deleted) deleted; \(result.unchanged) unchanged; "
-                  + "\(failedVideos) failed videos left out; \(result.dropped) dropped from the previous generation; CURRENT -> \(m.generation)")
+        let m = result.manifest
+        let text: String
+        if let m {
+            text = "\(index)/\(m.generation): \(m.counts.live) live videos in \(m.shards.count) shards (\(m.config.mode)); "
+                + "\(m.counts.superseded) superseded, \(m.counts.deleted) deleted; \(result.unchanged) unchanged; "
+                + "\(failed) failed videos left out; \(result.dropped) dropped from the previous generation; CURRENT -> \(m.generation)"
         } else {
-            print("\(index): nothing new (\(result.unchanged) videos unchanged); CURRENT unchanged")
+            text = "\(index): nothing new (\(result.unchanged) videos unchanged); CURRENT unchanged"
         }
-        if !skipped.isEmpty { throw ExitCode(StageExit.someFailed) }
+        try summary.print(Summary(index: index, generation: m?.generation, live: m?.counts.live, shards: m?.shards.count,
+                                  unchanged: result.unchanged, skippedFiles: outcome.inputs.unreadable.count,
+                                  failedVideos: failed, dropped: result.dropped), text: text)
+        if !outcome.inputs.unreadable.isEmpty { throw ExitCode(StageExit.someFailed) }
     }
 }
 
-/// A codes file's hex content hash as raw bytes; empty (unknown) unless it is a full SHA-256.
-func contentHashBytes(_ hex: String) -> [UInt8] {
-    guard hex.utf8.count == 64, let bytes = SHA256Digest.bytes(fromHex: hex) else { return [] }
-    return bytes
-}
-
-do {
-    let command = try ShardCommand.parse()
-    try command.validate()
-    try command.run()
-} catch let code as ExitCode {
-    exit(code.rawValue)
-} catch {
-    let exitCode = ShardCommand.exitCode(for: error)
-    if exitCode == .success {
-        print(ShardCommand.fullMessage(for: error))
-        exit(0)
-    }
-    printError(ShardCommand.fullMessage(for: error))
-    exit(exitCode == .validationFailure ? StageExit.usage : exitCode.rawValue)
-}
+ShardCommand.main()

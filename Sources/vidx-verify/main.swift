@@ -1,10 +1,10 @@
 // vidx-verify: check a whole index generation.
 import ArgumentParser
-import Foundation
+import VidxCLI
 import VidxCore
 import VidxIndex
 
-struct VerifyCommand: ParsableCommand {
+struct VerifyCommand: StageCommand {
     static let configuration = CommandConfiguration(
         commandName: "vidx-verify",
         abstract: "Check an index generation: manifest against files, checksums, counts, fingerprints, duplicate ids.",
@@ -13,41 +13,25 @@ struct VerifyCommand: ParsableCommand {
     @Argument(help: "Index directory (holds CURRENT).")
     var index: String
 
-    @Option(name: .long, help: "Generation to check (default: the one CURRENT names).")
+    @Option(name: .long, help: "Generation to check, by name (gNNNNNN; default: the one CURRENT names).")
     var generation: String?
 
-    @Flag(name: .long, help: "Print a JSON summary line.")
-    var json = false
+    @OptionGroup var summary: SummaryOptions
+
+    /// What `--json` prints.
+    struct Summary: Encodable {
+        let index: String, generation: String, ok: Bool, problems: [String]
+    }
 
     func run() throws {
-        let problems = IndexVerifier.verify(indexDirectory: index, generation: generation)
-        for p in problems { printError("vidx-verify: \(p)") }
-        let name = generation ?? (try? IndexGeneration.currentName(indexDirectory: index)) ?? "?"
-        if json {
-            struct Summary: Encodable { let index: String, generation: String, ok: Bool, problems: [String] }
-            print(String(decoding: try makeJSONEncoder().encode(Summary(index: index, generation: name, ok: problems.isEmpty,
-                                                                        problems: problems)), as: UTF8.self))
-        } else if problems.isEmpty {
-            print("\(index)/\(name): ok")
-        } else {
-            print("\(index)/\(name): \(problems.count) problem\(problems.count == 1 ? "" : "s")")
-        }
-        if !problems.isEmpty { throw ExitCode(StageExit.failure) }
+        let report = IndexVerifier.report(indexDirectory: index, generation: generation)
+        for p in report.problems { printError("vidx-verify: \(p)") }
+        let s = Summary(index: index, generation: report.generation, ok: report.problems.isEmpty, problems: report.problems)
+        let count = report.problems.count
+        try summary.print(s, text: count == 0 ? "\(index)/\(report.generation): ok"
+                                              : "\(index)/\(report.generation): \(count) problem\(count == 1 ? "" : "s")")
+        if count > 0 { throw ExitCode(StageExit.failure) }
     }
 }
 
-do {
-    var command = try VerifyCommand.parse()
-    try command.validate()
-    try command.run()
-} catch let code as ExitCode {
-    exit(code.rawValue)
-} catch {
-    let exitCode = VerifyCommand.exitCode(for: error)
-    if exitCode == .success {
-        print(VerifyCommand.fullMessage(for: error))
-        exit(0)
-    }
-    printError(VerifyCommand.fullMessage(for: error))
-    exit(exitCode == .validationFailure ? StageExit.usage : exitCode.rawValue)
-}
+VerifyCommand.main()

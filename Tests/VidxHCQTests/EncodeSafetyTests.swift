@@ -83,8 +83,8 @@ struct EncodeSafetyTests {
 
         let json = try runTool("vidx-encode", ["--bundle", data.bundle, "--features", features, "--out", out, "--json"])
         #expect(json.status == 3)
-        let summary = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: String]
-        #expect(summary?["nan_masked_experts"] == "4" && summary?["failed"] == "3", "\(json.stdout)")
+        let summary = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        #expect(summary?["nan_masked_experts"] as? Int == 4 && summary?["failed"] as? Int == 3, "\(json.stdout)")
 
         // The library says the same.
         let results = encoder.encode([VideoFeatures(experts: [:])])
