@@ -1,14 +1,11 @@
 import Foundation
 import Testing
+import VidxTestSupport
 @testable import VidxCore
 
 @Suite("Atomic file writes")
 struct AtomicFileTests {
-    let dir: String = {
-        let d = NSTemporaryDirectory() + "vidx-core-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        return d
-    }()
+    let dir = makeTestDirectory("core")
 
     @Test("writes, then replaces, leaving no temporary files behind")
     func writeAndReplace() throws {

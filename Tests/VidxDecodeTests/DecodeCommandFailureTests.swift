@@ -1,11 +1,12 @@
 import Foundation
 import Testing
+import VidxTestSupport
 import VidxCore
 @testable import VidxDecode
 
 /// The JSON lines of a `vidx-decode --json` run, each checked against the published schema.
 func schemaCheckedLines(_ stdout: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> [[String: Any]] {
-    let schema = Tool.packageRoot.appendingPathComponent("Schemas/decode-report.schema.json").path
+    let schema = Python.root + "/Schemas/decode-report.schema.json"
     let report = Clips.directory + "/report-\(UUID().uuidString).jsonl"
     try stdout.write(toFile: report, atomically: true, encoding: .utf8)
     defer { unlink(report) }
@@ -44,13 +45,13 @@ struct DecodeCommandFailureTests {
     static func withFailingReads(of file: String, from: Int, _ injection: String, _ args: [String]) throws
         -> (status: Int32, stdout: String, stderr: String) {
         try runCommand("strace", ["-f", "-qq", "-o", "/dev/null", "-P", file, "-e", "trace=read",
-                                  "-e", "inject=read:\(injection):when=\(from)+", try Tool.path("vidx-decode")] + args)
+                                  "-e", "inject=read:\(injection):when=\(from)+", try toolPath("vidx-decode")] + args)
     }
 
     @Test("the operating system failing a read is unreadable (at open and mid-file), never corrupt or partial")
     func osReadError() throws {
         let file = try Self.bigClip()
-        let clean = try Tool.run("vidx-decode", ["--json", file])
+        let clean = try runTool("vidx-decode", ["--json", file])
         #expect(clean.status == 0)
         for (from, when) in [(1, "opening"), (10, "decoding")] {
             let r = try Self.withFailingReads(of: file, from: from, "error=EIO", ["--json", file])
@@ -97,7 +98,7 @@ struct DecodeCommandFailureTests {
         }
         let out = Clips.directory + "/names-out"
         try? FileManager.default.removeItem(atPath: out)
-        let r = try Tool.run("vidx-decode", ["--json", "--out", out, "--size", "16"] + inputs)
+        let r = try runTool("vidx-decode", ["--json", "--out", out, "--size", "16"] + inputs)
         #expect(r.status == 0, "\(r.stderr)")
         let folders = try FileManager.default.contentsOfDirectory(atPath: out).sorted()
         #expect(folders == ["X.mp4-5", "x.mp4", "x.mp4-2", "x.mp4-3", "x.mp4-4"])
@@ -128,7 +129,7 @@ struct DecodeCommandFailureTests {
         let mnt = Clips.directory + "/tiny-disk"
         try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
         let script = "mount -t tmpfs -o size=160k vidx-test \"$1\" && shift && exec \"$@\""
-        let r = try runCommand("unshare", ["-rm", "sh", "-c", script, "sh", mnt, try Tool.path("vidx-decode"),
+        let r = try runCommand("unshare", ["-rm", "sh", "-c", script, "sh", mnt, try toolPath("vidx-decode"),
                                            "--json", "--out", mnt + "/out", small, big])
         try #require(!r.stderr.contains("mount:") && !r.stderr.contains("unshare:"),
                      "this test needs a private tmpfs (unshare -rm, user namespaces): \(r.stderr)")
@@ -154,7 +155,7 @@ struct DecodeCommandFailureTests {
         // Root can write anywhere, but no one can rename a file over a directory.
         try FileManager.default.createDirectory(atPath: out + "/cli-wf.mp4/frame-000025.png", withIntermediateDirectories: true)
         for json in [true, false] {
-            let r = try Tool.run("vidx-decode", (json ? ["--json"] : []) + ["--out", out, file, other])
+            let r = try runTool("vidx-decode", (json ? ["--json"] : []) + ["--out", out, file, other])
             #expect(r.status == 1, "\(r.stderr)")
             #expect(r.stderr.contains("vidx-decode: \(file): cannot write the sampled frames"), "\(r.stderr)")
             if json {
@@ -182,7 +183,7 @@ struct DecodeCommandFailureTests {
         let file = try Clips.patched(good, name: "cli-audio-damage.mp4") { b in
             for (size, pos) in packets[150..<153] { for i in pos..<(pos + size) { b[i] = 0xff } }
         }
-        let r = try Tool.run("vidx-decode", ["--json", "--audio", good, file])
+        let r = try runTool("vidx-decode", ["--json", "--audio", good, file])
         #expect(r.status == 3, "\(r.stderr)")
         let lines = try schemaCheckedLines(r.stdout)
         #expect(lines.map(\.status) == ["ok", "partial"])
@@ -192,7 +193,7 @@ struct DecodeCommandFailureTests {
         #expect(errors >= 1 && errors <= 3)
         #expect((lines[0]["audio"] as? [String: Any])?["errors"] == nil)
         #expect((lines[1]["frames"] as? [Any])?.count == 6)
-        #expect(try Tool.run("vidx-decode", ["--json", "--audio", "--no-partial", file]).status == 3)
-        #expect(try Tool.run("vidx-decode", ["--json", file]).status == 0)
+        #expect(try runTool("vidx-decode", ["--json", "--audio", "--no-partial", file]).status == 3)
+        #expect(try runTool("vidx-decode", ["--json", file]).status == 0)
     }
 }

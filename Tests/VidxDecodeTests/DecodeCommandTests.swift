@@ -1,51 +1,8 @@
 import Foundation
 import Testing
 import VidxCore
+import VidxTestSupport
 @testable import VidxDecode
-
-/// Runs the built `vidx-decode` and returns its exit status and output.
-struct Tool {
-    static let packageRoot: URL = {
-        var url = URL(fileURLWithPath: #filePath)
-        while url.path != "/" {
-            url.deleteLastPathComponent()
-            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url }
-        }
-        return URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
-    }()
-
-    /// The executable next to the test bundle (SwiftPM builds both into one folder).
-    static func path(_ name: String) throws -> String {
-        var candidates: [String] = []
-        if let dir = ProcessInfo.processInfo.environment["VIDX_BIN_DIR"] { candidates.append(dir + "/" + name) }
-        let argv0 = URL(fileURLWithPath: CommandLine.arguments[0])
-        var dir = argv0.deletingLastPathComponent()
-        for _ in 0..<4 {
-            candidates.append(dir.appendingPathComponent(name).path)
-            dir.deleteLastPathComponent()
-        }
-        candidates.append(packageRoot.appendingPathComponent(".build/debug/\(name)").path)
-        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            throw ClipError(message: "cannot find the \(name) executable; looked in \(candidates)")
-        }
-        return found
-    }
-
-    static func run(_ name: String, _ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try path(name))
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-    }
-}
 
 @Suite("vidx-decode end to end")
 struct DecodeCommandTests {
@@ -56,7 +13,7 @@ struct DecodeCommandTests {
 
     @Test("all files ok: exit 0, a readable report per file")
     func okRun() throws {
-        let r = try Tool.run("vidx-decode", ["--sample", "fps:1", "--audio", try clip()])
+        let r = try runTool("vidx-decode", ["--sample", "fps:1", "--audio", try clip()])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("cli.mp4: ok"))
         #expect(r.stdout.contains("video h264 96x64"))
@@ -71,7 +28,7 @@ struct DecodeCommandTests {
         let text = try Clips.write("notes.mp4", Array("hello".utf8))
         let missing = Clips.directory + "/missing.mp4"
         let cut = try Clips.truncated(try BadInputTests.goodMP4(faststart: true), fraction: 0.55, name: "cli-cut.mp4")
-        let r = try Tool.run("vidx-decode", ["--json", "--audio", "--sample", "every:1", try clip(), text, missing, cut])
+        let r = try runTool("vidx-decode", ["--json", "--audio", "--sample", "every:1", try clip(), text, missing, cut])
         #expect(r.status == 3)
         let lines = r.stdout.split(separator: "\n").map(String.init)
         #expect(lines.count == 4)
@@ -81,7 +38,7 @@ struct DecodeCommandTests {
         let frames = objects[0]["frames"] as! [[String: Any]]
         #expect(frames.map { $0["index"] as! Int } == [12, 37, 62])
         // Hold the output to the published schema.
-        let schema = Tool.packageRoot.appendingPathComponent("Schemas/decode-report.schema.json").path
+        let schema = Python.root + "/Schemas/decode-report.schema.json"
         let report = Clips.directory + "/report.jsonl"
         try r.stdout.write(toFile: report, atomically: true, encoding: .utf8)
         let check = """
@@ -100,7 +57,7 @@ struct DecodeCommandTests {
 
     @Test("the schema rejects a report that breaks it")
     func schemaIsStrict() throws {
-        let schema = Tool.packageRoot.appendingPathComponent("Schemas/decode-report.schema.json").path
+        let schema = Python.root + "/Schemas/decode-report.schema.json"
         let bad = #"{"file":"x","status":"ok","probe":null,"frames":[],"audio":null,"error":{"class":"corrupt","message":"m"},"stats":null}"#
         let check = """
         import json, sys, jsonschema
@@ -114,7 +71,7 @@ struct DecodeCommandTests {
         ["--sample", "fps:0", "x.mp4"], ["--fit", "zoom", "x.mp4"], ["--size", "0", "x.mp4"], [], ["--bogus", "x.mp4"], ["--jobs", "0", "x.mp4"],
     ])
     func usage(_ args: [String]) throws {
-        let r = try Tool.run("vidx-decode", args)
+        let r = try runTool("vidx-decode", args)
         #expect(r.status == 2, "\(args): \(r.status) \(r.stderr)")
         #expect(!r.stderr.isEmpty)
         #expect(r.stdout.isEmpty)
@@ -122,7 +79,7 @@ struct DecodeCommandTests {
 
     @Test("--help exits 0")
     func help() throws {
-        let r = try Tool.run("vidx-decode", ["--help"])
+        let r = try runTool("vidx-decode", ["--help"])
         #expect(r.status == 0)
         #expect(r.stdout.contains("--sample"))
     }
@@ -131,7 +88,7 @@ struct DecodeCommandTests {
     func pngOutput() throws {
         let out = Clips.directory + "/png-out"
         let file = try clip()
-        let r = try Tool.run("vidx-decode", ["--sample", "fps:2", "--size", "40x30", "--fit", "pad", "--out", out, file, file])
+        let r = try runTool("vidx-decode", ["--sample", "fps:2", "--size", "40x30", "--fit", "pad", "--out", out, file, file])
         #expect(r.status == 0, "\(r.stderr)")
         let names = try FileManager.default.contentsOfDirectory(atPath: out + "/cli.mp4").sorted()
         #expect(names == ["frame-000000.png", "frame-000012.png", "frame-000025.png", "frame-000037.png", "frame-000050.png", "frame-000062.png"])
@@ -154,7 +111,7 @@ struct DecodeCommandTests {
     func progressOnTerminal() throws {
         // `script` (util-linux) runs the tool on a pseudo-terminal.
         let clip = try clip()
-        let command = ([try Tool.path("vidx-decode"), "--sample", "keyframes", clip, clip, clip]).joined(separator: " ")
+        let command = ([try toolPath("vidx-decode"), "--sample", "keyframes", clip, clip, clip]).joined(separator: " ")
         let out = try Clips.run("script", ["-qec", command, "/dev/null"])
         #expect(out.contains("[3/3] 0 failed"))
         #expect(out.contains("\r"))
@@ -164,8 +121,8 @@ struct DecodeCommandTests {
     @Test("several jobs print the same results in input order")
     func jobs() throws {
         let files = [try clip(), Clips.directory + "/missing.mp4", try clip()]
-        let one = try Tool.run("vidx-decode", ["--json", "--jobs", "1"] + files)
-        let two = try Tool.run("vidx-decode", ["--json", "--jobs", "2", "--threads", "1"] + files)
+        let one = try runTool("vidx-decode", ["--json", "--jobs", "1"] + files)
+        let two = try runTool("vidx-decode", ["--json", "--jobs", "2", "--threads", "1"] + files)
         func strip(_ s: String) -> [String] {
             // Work counters depend on the thread count; the results must not.
             s.split(separator: "\n").map { $0.replacingOccurrences(of: #""stats":\{[^}]*\}"#, with: "", options: .regularExpression) }

@@ -12,7 +12,7 @@ struct AudioLogMelTests {
 
     /// Sum of sines (frequency Hz, amplitude) over `seconds`, plus uniform noise of `noise` amplitude.
     static func signal(seconds: Double, tones: [(Double, Double)], noise: Float = 0, seed: UInt64 = 1) -> [Float] {
-        var g = SplitMix64(seed: seed)
+        var g = SeededGenerator(seed: seed)
         let n = Int(seconds * Double(rate))
         return (0..<n).map { i in
             let t = Double(i) / Double(rate)
@@ -94,7 +94,7 @@ struct AudioLogMelTests {
         let whole = Self.extract(samples)
         #expect(whole.rows == 8)
         for seed in [1, 2, 3] as [UInt64] {
-            var g = SplitMix64(seed: seed)
+            var g = SeededGenerator(seed: seed)
             let x = LogMelStats()
             var i = 0
             samples.withUnsafeBufferPointer { buffer in

@@ -15,7 +15,7 @@ struct FrameMotionTests {
 
     /// Seeded noise frame.
     static func noise(_ width: Int, _ height: Int, seed: UInt64) -> [UInt8] {
-        var g = SplitMix64(seed: seed)
+        var g = SeededGenerator(seed: seed)
         return (0..<(width * height * 3)).map { _ in UInt8(truncatingIfNeeded: g.next()) }
     }
 
@@ -82,7 +82,7 @@ struct FrameMotionTests {
 
     @Test("matches the NumPy reference within 1e-5 (uneven cells, jittered times, gaps, a backward frame, size changes)")
     func matchesReference() throws {
-        var g = SplitMix64(seed: 11)
+        var g = SeededGenerator(seed: 11)
         // 70 x 45: cells of 8 or 9 columns and 5 or 6 rows. Noise plus a moving blob.
         var a = FrameSegment(width: 70, height: 45)
         for f in 0..<26 {

@@ -4,26 +4,6 @@ import VidxCore
 import VidxExperts
 import VidxTestSupport
 
-/// SplitMix64 (Steele, Lea, Flood 2014): a tiny seeded generator for test signals and frames.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1), 24 random bits.
-    mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 23) - 1 }
-
-    /// Uniform in 0..<n.
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-}
-
 /// Writes a NumPy .npy file (format 1.0, C order) holding `bytes` as an array of `shape`
 /// with dtype `descr` (e.g. `<f4`, `<f8`, `|u1`); the data is the host's bytes, little-endian.
 func writeNPY(_ path: String, descr: String, shape: [Int], bytes: [UInt8]) throws {

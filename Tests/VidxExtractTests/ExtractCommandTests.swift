@@ -33,27 +33,7 @@ enum Models {
 /// Checks every line of a JSON Lines file against a schema under Schemas/ (with Python's
 /// jsonschema): the files the tests feed the tools are the files the schemas describe.
 func validateLines(_ path: String, schema: String) throws {
-    try Python.run(["-c", """
-        import json, sys, jsonschema
-        schema = json.load(open("Schemas/" + sys.argv[2]))
-        for line in open(sys.argv[1]):
-            if line.strip():
-                jsonschema.validate(json.loads(line), schema)
-        """, path, schema])
-}
-
-/// Runs the ffmpeg tool; throws with its stderr on failure.
-func ffmpeg(_ args: [String]) throws {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"] + args
-    let err = Pipe()
-    p.standardError = err
-    p.standardInput = FileHandle.nullDevice
-    try p.run()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    guard p.terminationStatus == 0 else { throw TestDataError(message: "ffmpeg failed: \(String(decoding: e, as: UTF8.self))") }
+    try Python.call("validate_json_lines", path, schema)
 }
 
 @Suite("vidx-extract and vidx-import-features end to end", .serialized)
@@ -100,10 +80,7 @@ struct ExtractCommandTests {
         #expect((clipExperts["motion"]?.features.max() ?? 0) > 1e-3)
         // Stats beside the features, valid against their schema.
         let stats = dir + "/unit.stats.json"
-        try Python.run(["-c", """
-            import json, sys, jsonschema
-            jsonschema.validate(json.load(open(sys.argv[1])), json.load(open("Schemas/extract-stats.schema.json")))
-            """, stats])
+        try Python.call("validate_json", stats, "extract-stats.schema.json")
 
         // Same unit again: the same bytes (one worker this time).
         let again = dir + "/again.features.safetensors"
@@ -138,21 +115,7 @@ struct ExtractCommandTests {
         try #require(Models.ready, "make models could not build models/ (starter bundle, EfficientNet-Lite0): \(Models.problem ?? "")")
         let dir = makeTestDirectory("extract-mixed")
         // The starter's audio and motion experts plus an imported 8-wide "speech" expert.
-        try Python.run(["-c", """
-            import copy, sys, numpy as np, bundle_tools, make_starter
-            d = sys.argv[1]
-            config = copy.deepcopy(make_starter.STARTER_CONFIG)
-            config["name"] = "mixed"
-            config["layers"] = 1
-            config["experts"] = [e for e in config["experts"] if e["name"] != "appearance"]
-            config["experts"].append({"name": "speech", "width": 8, "type_id": 7, "timing": "windowed",
-                                      "extractor": "imported:speech/asr-embed@3"})
-            bundle_tools.write_bundle(d + "/bundle", config, bundle_tools.random_bundle(config, 1))
-            rng = np.random.default_rng(0)
-            np.save(d + "/clip-speech.npy", rng.standard_normal((3, 8)).astype(np.float32))
-            np.save(d + "/clip-speech-t.npy", np.array([[0, 2], [2, 4], [4, 6]], np.float32))
-            np.save(d + "/wide-speech.npy", rng.standard_normal((3, 9)).astype(np.float32))
-            """, dir])
+        try Python.call("mixed_bundle", dir)
         try ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=4", "-f", "lavfi",
                     "-i", "sine=frequency=500:duration=4", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
                     "-c:a", "aac", "-shortest", dir + "/clip.mp4"])
@@ -198,18 +161,7 @@ struct ExtractCommandTests {
     func importFeatures() throws {
         let dir = makeTestDirectory("import")
         _ = try Python.run(["Tests/Reference/make_index_inputs.py", dir, "--bundle-only"])  // experts appearance 12, audio 6
-        try Python.run(["-c", """
-            import sys, numpy as np, safetensors_np
-            d = sys.argv[1]
-            rng = np.random.default_rng(0)
-            np.save(d + "/a-app.npy", rng.standard_normal((5, 12)).astype(np.float32))
-            np.save(d + "/a-app-t.npy", np.stack([np.arange(5), np.arange(5) + 1], 1).astype(np.float32))
-            safetensors_np.save(d + "/a-audio.safetensors", {"features": rng.standard_normal((3, 6)).astype(np.float32),
-                                                            "times": np.zeros((3, 2), np.float32)}, {})
-            np.save(d + "/b-app.npy", rng.standard_normal((4, 11)).astype(np.float32))
-            nan = rng.standard_normal((2, 6)).astype(np.float32); nan[1, 1] = np.nan
-            np.save(d + "/c-audio.npy", nan)
-            """, dir])
+        try Python.call("import_features", dir)
         let list = dir + "/list.jsonl"
         try """
             {"id": "a", "experts": {"appearance": {"features": "a-app.npy", "times": "a-app-t.npy"}, "audio": {"features": "a-audio.safetensors"}}}

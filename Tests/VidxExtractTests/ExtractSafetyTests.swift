@@ -107,13 +107,8 @@ struct ExtractSafetyTests {
         #expect(file.videos[1].error?.class == .noFeatures)
         #expect(try file.experts(of: 1).isEmpty)
         let stats = dir + "/unit.stats.json"
-        try Python.run(["-c", """
-            import json, sys, jsonschema
-            stats = json.load(open(sys.argv[1]))
-            jsonschema.validate(stats, json.load(open("Schemas/extract-stats.schema.json")))
-            assert [s["status"] for s in stats] == ["ok", "failed"], stats
-            assert stats[1]["error"]["class"] == "no_features", stats
-            """, stats])
+        let statuses = try Python.call("stats_statuses", stats).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(statuses == #"[["ok", null], ["failed", "no_features"]]"#, "\(statuses)")
         // The encoder keeps the extraction's class.
         let codes = dir + "/unit.codes.safetensors"
         #expect(try runBounded("vidx-encode", ["--bundle", bundle, "--features", out, "--out", codes]).status == 3)

@@ -3,22 +3,11 @@ import Testing
 import VidxCore
 import VidxTestSupport
 
-/// Runs `executable` (a tool name or a path) under `timeout(1)`, so that a tool that
-/// blocks (on a FIFO, say) fails the test with status 124 instead of hanging it.
-/// - Parameters:
-///   - directory: the working directory (default: the test's).
-///   - environment: replaces the test's environment when given.
+/// A built tool (or a path) under `timeout(1)`: a tool that blocks fails the test instead
+/// of hanging it (`runTool` with a timeout).
 func runBounded(_ executable: String, _ args: [String], seconds: Int = 120, in directory: String? = nil,
                 environment: [String: String]? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
-    let path = executable.contains("/") ? executable : try toolPath(executable)
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
-    p.arguments = ["-k", "5", String(seconds), path] + args
-    p.standardInput = FileHandle.nullDevice
-    if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
-    if let environment { p.environment = environment }
-    let (o, e) = try runCollecting(p)
-    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    try runTool(executable, args, timeout: seconds, in: directory, environment: environment)
 }
 
 /// Makes a FIFO at `path`.
@@ -47,31 +36,14 @@ enum Clips {
 @discardableResult
 func makeBundle(_ dir: String, builtin: [String], imported: [(name: String, width: Int)] = []) throws -> String {
     let extra = imported.map { "[\"\($0.name)\", \($0.width)]" }.joined(separator: ",")
-    try Python.run(["-c", """
-        import copy, json, sys, bundle_tools, make_starter
-        d, builtin, imported = sys.argv[1], sys.argv[2].split(","), json.loads(sys.argv[3])
-        config = copy.deepcopy(make_starter.STARTER_CONFIG)
-        config["name"] = "test"
-        config["layers"] = 1
-        config["experts"] = [e for e in config["experts"] if e["name"] in builtin]
-        for name, width in imported:
-            config["experts"].append({"name": name, "width": width, "type_id": 7, "timing": "windowed",
-                                      "extractor": "imported:" + name})
-        config["experts"].sort(key=lambda e: e["name"])
-        bundle_tools.write_bundle(d, config, bundle_tools.random_bundle(config, 1))
-        """, dir, builtin.joined(separator: ","), "[\(extra)]"])
+    try Python.call("extract_bundle", dir, builtin.joined(separator: ","), "[\(extra)]")
     return dir
 }
 
 /// Saves seeded (rows, width) float32 features as .npy (and times [k, k+1) as `times`).
 func saveNPY(_ path: String, rows: Int, width: Int, seed: Int, times: String? = nil) throws {
-    try Python.run(["-c", """
-        import sys, numpy as np
-        rows, width, seed = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-        np.save(sys.argv[1], np.random.default_rng(seed).standard_normal((rows, width)).astype(np.float32))
-        if len(sys.argv) > 5:
-            np.save(sys.argv[5], np.stack([np.arange(rows), np.arange(rows) + 1], 1).astype(np.float32))
-        """, path, String(rows), String(width), String(seed)] + (times.map { [$0] } ?? []))
+    try Python.run(["Tests/Reference/test_data.py", "random_features", path, String(rows), String(width), String(seed)]
+                   + (times.map { [$0] } ?? []))
 }
 
 /// The names in `dir` that `AtomicFile` uses for files not yet committed.

@@ -7,22 +7,13 @@ import VidxTestSupport
 extension Python {
     /// Converts an .npz file's arrays into a safetensors file Swift can read.
     static func npzToSafetensors(_ npz: String, _ out: String) throws {
-        try run(["-c", """
-        import sys, numpy as np, safetensors_np
-        d = np.load(sys.argv[1])
-        safetensors_np.save(sys.argv[2], {k: np.ascontiguousarray(d[k]) for k in d.files}, {})
-        """, npz, out])
+        try call("npz_to_safetensors", npz, out)
     }
 }
 
 /// Test data made once per test process by the project's Python tools.
 enum TestData {
-    static let directory: String = {
-        let d = NSTemporaryDirectory() + "vidx-hcq-\(getpid())"
-        try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        atexit { try? FileManager.default.removeItem(atPath: TestData.directory) }  // no litter in /tmp
-        return d
-    }()
+    static let directory = makeTestDirectory("hcq")
     private static let lock = NSLock()
     nonisolated(unsafe) private static var done: Set<String> = []
 
@@ -41,19 +32,7 @@ enum TestData {
             let fx = Python.root + "/Tests/Fixtures/hcq-small"
             try Python.run(["Pipelines/models/export_hcq.py", fx + "/checkpoint.pth", dir + "/bundle",
                             "--experts", "face,ocr,rgb,s3d,scene,speech,vggish", "--tokens-per-expert", "6", "--heads", "4"])
-            try Python.run(["-c", """
-            import sys, json, numpy as np, safetensors_np
-            f = np.load(sys.argv[1]); tensors = {}; videos = []
-            n = 1 + max(int(k.split('/')[0][1:]) for k in f.files)
-            for i in range(n):
-                videos.append({"id": f"video-{i}", "content_hash": "", "status": "ok", "error": None})
-                for k in f.files:
-                    if k.startswith(f"v{i}/") and k.endswith("/features") and f[k].shape[0] > 0:
-                        e = k.split('/')[1]
-                        tensors[k] = f[k].astype(np.float32); tensors[f"v{i}/{e}/times"] = f[f"v{i}/{e}/times"].astype(np.float32)
-            safetensors_np.save(sys.argv[2], tensors, {"format": "vidx-features", "format_version": "1",
-                "bundle_fingerprint": "", "extractors": "{}", "videos": json.dumps(videos, separators=(",", ":"))})
-            """, fx + "/features.npz", dir + "/features.safetensors"])
+            try Python.call("fixture_features", fx + "/features.npz", dir + "/features.safetensors")
             try Python.npzToSafetensors(fx + "/expected.npz", dir + "/expected.safetensors")
         }
         return (dir + "/bundle", dir + "/features.safetensors", dir + "/expected.safetensors")

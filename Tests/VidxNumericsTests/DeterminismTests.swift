@@ -1,4 +1,5 @@
 import Testing
+import VidxTestSupport
 @testable import VidxNumerics
 
 // What these tests hold the code to: Documentation/Determinism.md.
@@ -89,7 +90,7 @@ extension NumericsTests {
             let q = randomMatrix(sequences * L, hidden, seed: 220)
             let k = randomMatrix(sequences * L, hidden, seed: 221)
             let v = randomMatrix(sequences * L, hidden, seed: 222)
-            var g = SplitMix64(seed: 223)
+            var g = SeededGenerator(seed: 223)
             var mask = (0..<(sequences * L)).map { _ in g.uniform() < 0.4 ? Float(1) : 0 }
             for j in (3 * L)..<(4 * L) { mask[j] = 0 }  // one fully masked sequence
             let whole = withBLASThreads(1) {

@@ -1,38 +1,20 @@
 import Foundation
 import Testing
+import VidxTestSupport
 @testable import VidxNumerics
 
 /// All numerics tests, run one at a time: the determinism tests change BLAS.threads, a
 /// process-wide setting, which must not change under another test's products.
 @Suite(.serialized) struct NumericsTests {}
 
-/// SplitMix64 (Steele, Lea, Flood 2014): a tiny seeded generator for test tensors.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1), 24 random bits.
-    mutating func uniform() -> Float {
-        Float(next() >> 40) / Float(1 << 23) - 1
-    }
-}
-
 /// A (rows x cols) matrix of uniform values in [-scale, scale).
 func randomMatrix(_ rows: Int, _ cols: Int, seed: UInt64, scale: Float = 1) -> Matrix {
-    var g = SplitMix64(seed: seed)
+    var g = SeededGenerator(seed: seed)
     return Matrix(rows: rows, cols: cols, data: (0..<(rows * cols)).map { _ in g.uniform() * scale })
 }
 
 func randomVector(_ n: Int, seed: UInt64, scale: Float = 1, offset: Float = 0) -> [Float] {
-    var g = SplitMix64(seed: seed)
+    var g = SeededGenerator(seed: seed)
     return (0..<n).map { _ in g.uniform() * scale + offset }
 }
 

@@ -7,7 +7,7 @@ import VidxTestSupport
 /// Seeded unit-norm codebooks for `layout`.
 func randomCodebooks(_ layout: ProductQuantizer.Layout, seed: UInt64) -> [Float] {
     var rng = SeededGenerator(seed: seed)
-    var books = (0..<layout.codebookCount).map { _ in rng.signedUnit() }
+    var books = (0..<layout.codebookCount).map { _ in rng.uniform() }
     let d = layout.subDimension
     for w in 0..<(layout.codebookCount / d) {
         let norm = (0..<d).reduce(Float(0)) { $0 + books[w * d + $1] * books[w * d + $1] }.squareRoot()
@@ -56,7 +56,7 @@ struct ProductQuantizerTests {
         var rng = SeededGenerator(seed: 3)
         let d = layout.subDimension
         for _ in 0..<50 {
-            let x = (0..<layout.vectorCount).map { _ in rng.signedUnit() * 3 }
+            let x = (0..<layout.vectorCount).map { _ in rng.uniform() * 3 }
             let codes = pq.encode(x)
             for l in 0..<layout.levels {
                 for m in 0..<layout.subspaces {
@@ -87,7 +87,7 @@ struct ProductQuantizerTests {
         let pq = try ProductQuantizer(layout: layout, codebooks: books)
         var rng = SeededGenerator(seed: 5)
         let count = 3, d = layout.subDimension, M = layout.subspaces, K = layout.codewords
-        var queries = (0..<(count * layout.vectorCount)).map { _ in rng.signedUnit() }
+        var queries = (0..<(count * layout.vectorCount)).map { _ in rng.uniform() }
         for j in 0..<d { queries[layout.dimension + j] = 0 }  // query 0, level 1, sub-space 0: zero
         let t = pq.lookupTables(queries, count: count)
         #expect(t.queries == count && t.stride == layout.levels * M * K && t.values.count == count * t.stride)

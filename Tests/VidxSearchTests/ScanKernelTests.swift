@@ -1,19 +1,12 @@
 import CVidxScan
 import Testing
+import VidxTestSupport
 @testable import VidxSearch
 
 /// The C scan kernel (8 queries a table read) against the scalar table sum that re-ranking
 /// uses: the same bits, lane by lane, on both instruction sets.
 @Suite("Scan kernel: lane sums equal the scalar sums to the bit", .serialized)
 struct ScanKernelTests {
-    struct Rng {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return state >> 17
-        }
-        mutating func float() -> Float { Float(Int64(next() % 20001) - 10000) / 7919 }
-    }
 
     /// Whether this CPU runs the AVX2 kernel (otherwise its test is skipped, and says so).
     static let hasAVX2: Bool = {
@@ -24,7 +17,7 @@ struct ScanKernelTests {
     /// Runs the kernel over `rows` rows (stride `M + pad`, so rows are not packed) twice,
     /// the second time accumulating, and checks every lane against Searcher.tableSum.
     func check(M: Int, K: Int, rows: Int, seed: UInt64, isa: String) {
-        var rng = Rng(state: seed)
+        var rng = SeededGenerator(seed: seed)
         let stride = M + 5
         let codes = (0..<(rows * stride)).map { _ in UInt8(rng.next() % UInt64(K)) }
         // Per-query tables (8 queries, M x K each), and the same values interleaved by lane.
@@ -76,7 +69,7 @@ struct ScanKernelTests {
 struct TopKTests {
     @Test("equals a full sort's prefix; ties on score broken by id; merging chunks changes nothing")
     func matchesSort() {
-        var rng = ScanKernelTests.Rng(state: 11)
+        var rng = SeededGenerator(seed: 11)
         for (n, k) in [(0, 3), (5, 10), (1000, 1), (5000, 7), (5000, 1000), (20000, 333)] {
             // Few distinct scores, so many ties that only the ids can order.
             let hits = (0..<n).map { i in
@@ -94,4 +87,10 @@ struct TopKTests {
             #expect(merged.sorted() == want, "merged, n \(n) k \(k)")
         }
     }
+}
+
+extension SeededGenerator {
+    /// A table value: one of 20,001 multiples of 1/7919 around 0, so sums have few ties
+    /// and exercise rounding.
+    mutating func float() -> Float { Float(Int64(next() % 20001) - 10000) / 7919 }
 }

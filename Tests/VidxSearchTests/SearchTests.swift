@@ -26,15 +26,15 @@ func bruteForceScore(query: [Float], codes: [UInt8], codebooks: [Float], L: Int,
 
 @Suite("Search: scores, rankings and agreement between implementations", .serialized)
 struct SearchTests {
-    static let shared: (inputs: IndexInputs, index: String)? = {
-        guard let inputs = try? IndexInputs("search", videos: 400, files: 2) else { return nil }
+    static let shared: (inputs: IndexFixture, index: String)? = {
+        guard let inputs = try? IndexFixture("search", videos: 400, files: 2) else { return nil }
         let index = inputs.dir + "/index"
         guard (try? runTool("vidx-shard", ["--index", index, "--bundle", inputs.bundle, "--shards", "3"] + inputs.codes))?.status == 0
         else { return nil }
         return (inputs, index)
     }()
 
-    func setup() throws -> (inputs: IndexInputs, index: String, gen: IndexGeneration) {
+    func setup() throws -> (inputs: IndexFixture, index: String, gen: IndexGeneration) {
         let s = try #require(SearchTests.shared, "could not build the test index")
         return (s.inputs, s.index, try IndexGeneration(indexDirectory: s.index))
     }
@@ -116,13 +116,7 @@ struct SearchTests {
     func queryFiles() throws {
         let (inputs, index, _) = try setup()
         let npy = inputs.dir + "/q.npy", st = inputs.dir + "/q.safetensors", bad = inputs.dir + "/bad.npy"
-        try Python.run(["-c", """
-            import sys, numpy as np, safetensors_np
-            q = np.random.default_rng(3).standard_normal((2, 4, 64)).astype(np.float32)
-            np.save(sys.argv[1], q)
-            safetensors_np.save(sys.argv[2], {"queries": q}, {})
-            np.save(sys.argv[3], q[:, :, :32])
-            """, npy, st, bad])
+        try Python.call("query_files", npy, st, bad)
         let a = try runTool("vidx-search", [index, "--query", npy, "--k", "5", "--rerank", "40"])
         let b = try runTool("vidx-search", [index, "--query", st, "--k", "5", "--rerank", "40"])
         let count = try hits(a.stdout).count
@@ -135,7 +129,7 @@ struct SearchTests {
     func pythonReaderAgrees() throws {
         let (inputs, index, _) = try setup()
         let q = inputs.dir + "/py-q.npy"
-        try Python.run(["-c", "import numpy as np, sys; np.save(sys.argv[1], np.random.default_rng(8).standard_normal((3, 4, 64)).astype(np.float32))", q])
+        try Python.call("random_queries", q, "3", "4", "64", "8")
         _ = try Python.run(["Pipelines/tools/vidx_index.py", "verify", index])
         for extra in [[String](), ["--rerank", "60"]] {
             let swift = try hits(try runTool("vidx-search", [index, "--query", q, "--k", "10"] + extra).stdout)

@@ -39,13 +39,50 @@ public enum Python {
     }
 }
 
-/// Runs a built executable of the package (found next to the test bundle, or in
-/// .build/debug) with no standard input.
-public func runTool(_ name: String, _ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+extension Python {
+    /// Calls `function` of Tests/Reference/test_data.py with string arguments (the tests'
+    /// data generators and schema checks live there as functions); returns what it prints.
+    @discardableResult
+    public static func call(_ function: String, _ args: String...) throws -> String {
+        try run(["Tests/Reference/test_data.py", function] + args)
+    }
+}
+
+/// Runs a built executable of the package (`toolPath`) with no standard input.
+/// - Parameters:
+///   - timeout: run it under `timeout(1)`, so that a tool that blocks (on a FIFO, say)
+///     fails the test with status 124 instead of hanging it.
+///   - directory: the working directory (default: the test's).
+///   - environment: replaces the test's environment when given.
+public func runTool(_ name: String, _ args: [String], timeout: Int? = nil, in directory: String? = nil,
+                    environment: [String: String]? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+    let path = name.contains("/") ? name : try toolPath(name)
+    return try runProcess(timeout.map { _ in "/usr/bin/timeout" } ?? path,
+                          (timeout.map { ["-k", "5", String($0), path] } ?? []) + args, in: directory, environment: environment)
+}
+
+/// Runs a command found on the PATH (`ffmpeg`, `ffprobe`, ...) with no standard input,
+/// whatever its exit status.
+public func runCommand(_ tool: String, _ args: [String], in directory: String? = nil,
+                       environment: [String: String]? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+    try runProcess("/usr/bin/env", [tool] + args, in: directory, environment: environment)
+}
+
+/// Runs ffmpeg quietly (`-hide_banner -loglevel error -nostdin -y`) to make a test clip;
+/// throws with its standard error when it fails.
+public func ffmpeg(_ args: [String]) throws {
+    let r = try runCommand("ffmpeg", ["-hide_banner", "-loglevel", "error", "-nostdin", "-y"] + args)
+    guard r.status == 0 else { throw TestDataError(message: "ffmpeg \(args.joined(separator: " ")) failed: \(r.stderr)") }
+}
+
+func runProcess(_ executable: String, _ args: [String], in directory: String?,
+                environment: [String: String]?) throws -> (status: Int32, stdout: String, stderr: String) {
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: try toolPath(name))
+    p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
     p.standardInput = FileHandle.nullDevice
+    if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
+    if let environment { p.environment = environment }
     let (o, e) = try runCollecting(p)
     return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
@@ -53,6 +90,7 @@ public func runTool(_ name: String, _ args: [String]) throws -> (status: Int32, 
 /// The path of a built executable of the package: next to the test bundle, or in .build/debug.
 public func toolPath(_ name: String) throws -> String {
     var candidates: [String] = []
+    if let dir = ProcessInfo.processInfo.environment["VIDX_BIN_DIR"] { candidates.append(dir + "/" + name) }
     var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     for _ in 0..<4 {
         candidates.append(dir.appendingPathComponent(name).path)
@@ -157,7 +195,7 @@ public func schemaEnum(_ name: String, _ path: [String]) throws -> [String] {
     return values
 }
 
-/// SplitMix64: the one seeded generator of the tests, so random contents are the same on
+/// SeededGenerator: the one seeded generator of the tests, so random contents are the same on
 /// every run and machine.
 public struct SeededGenerator: RandomNumberGenerator, Sendable {
     public var state: UInt64
@@ -169,6 +207,9 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
-    /// A float uniform in [-1, 1).
-    public mutating func signedUnit() -> Float { Float(Int64(next() >> 40) - (1 << 23)) / Float(1 << 23) }
+    /// Uniform in [-1, 1), 24 random bits.
+    public mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 23) - 1 }
+
+    /// Uniform in 0..<n.
+    public mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
 }

@@ -55,10 +55,7 @@ enum TestNets {
         return try once("real-lite0") {
             let dir = directory + "/real-lite0"
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            try Python.run(["-c", """
-            import sys, numpy as np, make_cnn_test_net as m
-            np.save(sys.argv[1], m.make_images(7, 224, 11))
-            """, dir + "/images.npy"])
+            try Python.call("cnn_images", dir + "/images.npy", "7", "224", "11")
             return try reference(weights: weights, images: dir + "/images.npy", dir: dir)
         }
     }
@@ -76,12 +73,7 @@ enum TestNets {
     /// safetensors file (Swift reads neither .npz nor uint8 .npy).
     private static func reference(weights: String, images: String, dir: String) throws -> Case {
         try Python.run(["Tests/Reference/cnn_reference.py", weights, images, dir + "/reference.npz"])
-        try Python.run(["-c", """
-        import sys, numpy as np, safetensors_np
-        r = np.load(sys.argv[1]); im = np.load(sys.argv[2])
-        safetensors_np.save(sys.argv[3], {"features": r["features"], "logits": r["logits"],
-                                          "images": np.ascontiguousarray(im)}, {})
-        """, dir + "/reference.npz", images, dir + "/reference.safetensors"])
+        try Python.call("cnn_reference_file", dir + "/reference.npz", images, dir + "/reference.safetensors")
         let file = try SafeTensorsFile(path: dir + "/reference.safetensors")
         guard let shape = file.info("images")?.shape, shape.count == 4, shape[1] == shape[2], shape[3] == 3 else {
             throw TestDataError(message: "reference images have an unexpected shape")
@@ -165,33 +157,14 @@ func expectClose(_ got: [Float], _ want: [Float], _ what: String, tolerance: Flo
     #expect(far == 0, "\(what): \(far) of \(got.count) values differ by more than \(tolerance)", sourceLocation: sourceLocation)
 }
 
-/// SplitMix64 (Steele, Lea, Flood 2014): a tiny seeded generator for test tensors and frames.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1), 24 random bits.
-    mutating func uniform() -> Float {
-        Float(next() >> 40) / Float(1 << 23) - 1
-    }
-}
-
 /// `count` uniform values in [-scale, scale).
 func randomFloats(_ count: Int, seed: UInt64, scale: Float = 1) -> [Float] {
-    var g = SplitMix64(seed: seed)
+    var g = SeededGenerator(seed: seed)
     return (0..<count).map { _ in g.uniform() * scale }
 }
 
 /// A frame of seeded noise.
 func noiseFrame(size: Int, seed: UInt64) -> RGBImage {
-    var g = SplitMix64(seed: seed)
+    var g = SeededGenerator(seed: seed)
     return RGBImage(width: size, height: size, pixels: (0..<(size * size * 3)).map { _ in UInt8(truncatingIfNeeded: g.next() >> 56) })
 }

@@ -1,16 +1,13 @@
 import Foundation
 import Testing
 import VidxCore
+import VidxTestSupport
 @testable import VidxDecode
 
 /// Test clips, generated on first use with the ffmpeg command-line tool (installed by
 /// `make setup`) into one temporary directory per test process. No media is committed.
 enum Clips {
-    static let directory: String = {
-        let dir = NSTemporaryDirectory() + "vidx-clips-\(getpid())"
-        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        return dir
-    }()
+    static let directory = makeTestDirectory("clips")
 
     private static let lock = NSLock()
     nonisolated(unsafe) private static var made: [String: String] = [:]
@@ -28,20 +25,11 @@ enum Clips {
     /// Runs a command, failing with its standard error when it exits non-zero.
     @discardableResult
     static func run(_ tool: String, _ args: [String]) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = [tool] + args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else {
-            throw ClipError(message: "\(tool) \(args.joined(separator: " ")) failed: \(String(decoding: e, as: UTF8.self))")
+        let r = try runCommand(tool, args)
+        guard r.status == 0 else {
+            throw ClipError(message: "\(tool) \(args.joined(separator: " ")) failed: \(r.stderr)")
         }
-        return String(decoding: o, as: UTF8.self)
+        return r.stdout
     }
 
     /// Writes `bytes` as a file named `name` in the clip directory.
@@ -171,22 +159,6 @@ enum Clips {
     }
 }
 
-/// Runs any command (through `/usr/bin/env`) and returns its exit status and output,
-/// whatever the status.
-func runCommand(_ tool: String, _ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = [tool] + args
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    p.standardInput = FileHandle.nullDevice
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-}
 
 struct ClipError: Error, CustomStringConvertible {
     let message: String

@@ -2,50 +2,13 @@ import Foundation
 import Testing
 import VidxCore
 import VidxIndex
-import VidxSearch
 import VidxTestSupport
-
-/// Inputs for one test: a small random bundle and codes files (Tests/Reference/make_index_inputs.py).
-struct IndexInputs {
-    let dir: String
-    let bundle: String
-    let codes: [String]
-    let fingerprint: String
-
-    init(_ label: String, videos: Int = 120, files: Int = 3, seed: Int = 1, prefix: String = "video",
-         embeddings: Bool = false, fullShape: Bool = false, in parent: String? = nil) throws {
-        dir = (parent ?? makeTestDirectory("index-" + label)) + "/" + label
-        var args = ["Tests/Reference/make_index_inputs.py", dir, "--videos", String(videos), "--files", String(files),
-                    "--seed", String(seed), "--prefix", prefix]
-        if embeddings { args.append("--embeddings") }
-        if fullShape { args.append("--full-shape") }
-        fingerprint = try Python.run(args).trimmingCharacters(in: .whitespacesAndNewlines)
-        bundle = dir + "/bundle"
-        let base = dir
-        codes = (0..<files).map { String(format: "%@/codes-%02d.safetensors", base, $0) }
-    }
-}
-
-func read(_ path: String) -> Data { (try? Data(contentsOf: URL(fileURLWithPath: path))) ?? Data() }
-
-func current(_ index: String) -> String {
-    (try? IndexGeneration.currentName(indexDirectory: index)) ?? "none"
-}
-
-/// Parses vidx-search's JSON lines into (query, id, external id, score).
-func hits(_ stdout: String) throws -> [(query: Int, id: UInt64, external: String, score: Float)] {
-    try stdout.split(separator: "\n").map { line in
-        let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-        return ((o["query"] as! NSNumber).intValue, (o["id"] as! NSNumber).uint64Value, o["external_id"] as! String,
-                (o["score"] as! NSNumber).floatValue)
-    }
-}
 
 @Suite("vidx-shard, vidx-verify and vidx-search end to end", .serialized)
 struct IndexCommandTests {
     @Test("build: every ok video indexed once, failed ones left out; verify passes; the manifest meets its schema")
     func build() throws {
-        let inputs = try IndexInputs("build")
+        let inputs = try IndexFixture("build")
         let index = inputs.dir + "/index"
         let r = try runTool("vidx-shard", ["--index", index, "--bundle", inputs.bundle, "--shards", "3"] + inputs.codes)
         #expect(r.status == 0, "\(r.stderr)")
@@ -59,16 +22,12 @@ struct IndexCommandTests {
         #expect(gen.locate(externalID: "video-00005") != nil)
         let v = try runTool("vidx-verify", [index])
         #expect(v.status == 0, "\(v.stderr)")
-        try Python.run(["-c", """
-            import json, sys, jsonschema
-            schema = json.load(open("Schemas/index-manifest.schema.json"))
-            jsonschema.validate(json.load(open(sys.argv[1])), schema)
-            """, index + "/g000001/MANIFEST.json"])
+        try Python.call("validate_json", index + "/g000001/MANIFEST.json", "index-manifest.schema.json")
     }
 
     @Test("the same inputs in another order give byte-identical generations")
     func deterministic() throws {
-        let inputs = try IndexInputs("order")
+        let inputs = try IndexFixture("order")
         let a = inputs.dir + "/a", b = inputs.dir + "/b"
         #expect(try runTool("vidx-shard", ["--index", a, "--bundle", inputs.bundle, "--shards", "4"] + inputs.codes).status == 0)
         #expect(try runTool("vidx-shard", ["--index", b, "--bundle", inputs.bundle, "--shards", "4"] + inputs.codes.reversed()).status == 0)
@@ -80,24 +39,16 @@ struct IndexCommandTests {
 
     @Test("append: deltas supersede changed videos, tombstones hide deleted ones, parents stay intact; compact folds them")
     func appendAndCompact() throws {
-        let base = try IndexInputs("base", videos: 60, files: 2)
+        let base = try IndexFixture("base", videos: 60, files: 2)
         let index = base.dir + "/index"
         #expect(try runTool("vidx-shard", ["--index", index, "--bundle", base.bundle, "--shards", "2"] + base.codes).status == 0)
         let g1 = try IndexGeneration(indexDirectory: index)
         // The nightly batch: videos 40..79 with new content (another seed), same bundle.
-        let nightly = try IndexInputs("nightly", videos: 80, files: 1, seed: 2, in: base.dir)
+        let nightly = try IndexFixture("nightly", videos: 80, files: 1, seed: 2, in: base.dir)
         try FileManager.default.removeItem(atPath: nightly.bundle)
         try FileManager.default.copyItem(atPath: base.bundle, toPath: nightly.bundle)
         // Rewrite the nightly codes with the base bundle's fingerprint, keeping videos 40..79.
-        try Python.run(["-c", """
-            import json, sys, safetensors_np as st
-            t, m = st.load(sys.argv[1])
-            videos = json.loads(m["videos"])
-            keep = [i for i, v in enumerate(videos) if int(v["id"].split("-")[1]) >= 40]
-            m["videos"] = json.dumps([videos[i] for i in keep])
-            m["bundle_fingerprint"] = sys.argv[2]
-            st.save(sys.argv[1], {"codes": t["codes"][keep]}, m)
-            """, nightly.codes[0], base.fingerprint])
+        try Python.call("keep_videos_from", nightly.codes[0], "40", base.fingerprint)
         let deletions = base.dir + "/deleted.txt"
         try "video-00001\nvideo-00002\nno-such-video\n".write(toFile: deletions, atomically: true, encoding: .utf8)
         let r = try runTool("vidx-shard", ["--index", index, "--bundle", base.bundle, "--append", "--delete", deletions] + nightly.codes)
@@ -135,7 +86,7 @@ struct IndexCommandTests {
 
         // Compaction: same live set, same search results, no deltas.
         let query = base.dir + "/q.npy"
-        try Python.run(["-c", "import numpy as np, sys; np.save(sys.argv[1], np.random.default_rng(5).standard_normal((3, 4, 64)).astype(np.float32))", query])
+        try Python.call("random_queries", query, "3", "4", "64", "5")
         let before = try runTool("vidx-search", [index, "--query", query, "--k", "15"])
         #expect(before.status == 0, "\(before.stderr)")
         let c = try runTool("vidx-shard", ["--index", index, "--compact", "--shards", "3"])
@@ -151,8 +102,8 @@ struct IndexCommandTests {
 
     @Test("codes from another bundle are refused, naming both fingerprints; the live generation stays")
     func mixedBundles() throws {
-        let a = try IndexInputs("mix-a", seed: 1)
-        let b = try IndexInputs("mix-b", seed: 9, in: a.dir)
+        let a = try IndexFixture("mix-a", seed: 1)
+        let b = try IndexFixture("mix-b", seed: 9, in: a.dir)
         let index = a.dir + "/index"
         #expect(try runTool("vidx-shard", ["--index", index, "--bundle", a.bundle] + a.codes).status == 0)
         let r = try runTool("vidx-shard", ["--index", index, "--bundle", a.bundle, "--append"] + b.codes)
@@ -166,7 +117,7 @@ struct IndexCommandTests {
 
     @Test("an interrupted run's leftovers are cleaned up and never live; an unreadable codes file refuses the run (exit 4) unless --allow-missing-inputs (exit 3)")
     func interruptedAndBadInputs() throws {
-        let inputs = try IndexInputs("interrupt")
+        let inputs = try IndexFixture("interrupt")
         let index = inputs.dir + "/index"
         #expect(try runTool("vidx-shard", ["--index", index, "--bundle", inputs.bundle] + inputs.codes).status == 0)
         // A run killed half-way leaves a temporary generation directory behind.
@@ -197,7 +148,7 @@ struct IndexCommandTests {
 
     @Test("vidx-verify names each problem: a flipped byte, a missing shard, an unlisted file, wrong counts")
     func verifyFindsProblems() throws {
-        let inputs = try IndexInputs("verify")
+        let inputs = try IndexFixture("verify")
         let index = inputs.dir + "/index"
         #expect(try runTool("vidx-shard", ["--index", index, "--bundle", inputs.bundle, "--shards", "3"] + inputs.codes).status == 0)
         let gen = index + "/g000001"

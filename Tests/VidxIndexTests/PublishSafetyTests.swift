@@ -4,30 +4,11 @@ import VidxCore
 import VidxIndex
 import VidxTestSupport
 
-/// Rewrites codes file `src` into `dst` with one change (Tests/Reference/edit_codes_file.py).
-@discardableResult
-func editCodes(_ src: String, _ dst: String, _ change: String, _ args: String...) throws -> String {
-    try Python.run(["Tests/Reference/edit_codes_file.py", src, dst, change] + args)
-    return dst
-}
-
-/// The names in an index directory, sorted.
-func listing(_ index: String) -> [String] {
-    ((try? FileManager.default.contentsOfDirectory(atPath: index)) ?? []).sorted()
-}
-
-/// Every file of a generation directory, by name, with its bytes.
-func generationFiles(_ dir: String) -> [String: Data] {
-    var out: [String: Data] = [:]
-    for f in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] { out[f] = read(dir + "/" + f) }
-    return out
-}
-
 @Suite("vidx-shard refuses to publish what would harm the live index", .serialized)
 struct PublishSafetyTests {
     @Test("a build in which every video failed is refused (exit 4, the classes named); the live generation stays")
     func allFailed() throws {
-        let inputs = try IndexInputs("all-failed", videos: 40, files: 2)
+        let inputs = try IndexFixture("all-failed", videos: 40, files: 2)
         let index = inputs.dir + "/index"
         #expect(try runTool("vidx-shard", ["--index", index, "--bundle", inputs.bundle] + inputs.codes).status == 0)
         let failed = try inputs.codes.enumerated().map { try editCodes($1, inputs.dir + "/failed-\($0).safetensors", "all-failed", "not_found") }
@@ -46,7 +27,7 @@ struct PublishSafetyTests {
 
     @Test("a build whose codes files are all unreadable is refused, with or without --allow-missing-inputs")
     func onlyUnreadableInputs() throws {
-        let inputs = try IndexInputs("unreadable", videos: 30, files: 1)
+        let inputs = try IndexFixture("unreadable", videos: 30, files: 1)
         let index = inputs.dir + "/index"
         #expect(try runTool("vidx-shard", ["--index", index, "--bundle", inputs.bundle] + inputs.codes).status == 0)
         let garbage = inputs.dir + "/garbage.codes.safetensors"
@@ -62,7 +43,7 @@ struct PublishSafetyTests {
 
     @Test("a rebuild or an append that drops more than --max-shrink of the live videos is refused; --allow-shrink publishes")
     func shrink() throws {
-        let inputs = try IndexInputs("shrink", videos: 120, files: 3)
+        let inputs = try IndexFixture("shrink", videos: 120, files: 3)
         let index = inputs.dir + "/index"
         #expect(try runTool("vidx-shard", ["--index", index, "--bundle", inputs.bundle] + inputs.codes).status == 0)
         let live = try IndexGeneration(indexDirectory: index).counts.live
@@ -110,7 +91,7 @@ struct PublishSafetyTests {
     @Test("embeddings narrower or wider than the bundle's hidden size, or not finite, are refused naming the file",
           arguments: ["0", "32", "65", "128", "nan"])
     func embeddingWidths(_ width: String) throws {
-        let inputs = try IndexInputs("width-\(width)", videos: 24, files: 2, embeddings: true)
+        let inputs = try IndexFixture("width-\(width)", videos: 24, files: 2, embeddings: true)
         let index = inputs.dir + "/index"
         let bad = inputs.dir + "/bad.safetensors"
         if width == "nan" { try editCodes(inputs.codes[1], bad, "embeddings-nan") }
@@ -130,7 +111,7 @@ struct PublishSafetyTests {
 
     @Test("ids: an empty one or a status outside ok/partial/failed refuses the file; NFC and NFD spellings are two videos")
     func identity() throws {
-        let inputs = try IndexInputs("identity", videos: 20, files: 1)
+        let inputs = try IndexFixture("identity", videos: 20, files: 1)
         let index = inputs.dir + "/index"
         let empty = try editCodes(inputs.codes[0], inputs.dir + "/empty-id.safetensors", "set-id", "0", "")
         let r = try runTool("vidx-shard", ["--index", index, "--bundle", inputs.bundle, empty])
@@ -164,7 +145,7 @@ struct PublishSafetyTests {
 struct InterruptedRunTests {
     @Test("a generation left by a kill before CURRENT switched, and temporary names, are removed by the next run")
     func orphans() throws {
-        let inputs = try IndexInputs("orphans", videos: 30, files: 2)
+        let inputs = try IndexFixture("orphans", videos: 30, files: 2)
         let index = inputs.dir + "/index"
         #expect(try runTool("vidx-shard", ["--index", index, "--bundle", inputs.bundle, inputs.codes[0]]).status == 0)
         #expect(try runTool("vidx-shard", ["--index", index, "--bundle", inputs.bundle, "--append", inputs.codes[1]]).status == 0)
@@ -187,7 +168,7 @@ struct InterruptedRunTests {
 
     @Test("a damaged CURRENT stops the run before anything is removed")
     func damagedCurrent() throws {
-        let inputs = try IndexInputs("bad-current", videos: 20, files: 1)
+        let inputs = try IndexFixture("bad-current", videos: 20, files: 1)
         let index = inputs.dir + "/index"
         #expect(try runTool("vidx-shard", ["--index", index, "--bundle", inputs.bundle] + inputs.codes).status == 0)
         try FileManager.default.copyItem(atPath: index + "/g000001", toPath: index + "/g000002")
@@ -200,7 +181,7 @@ struct InterruptedRunTests {
     @Test("killed at every rename and fsync of an append: CURRENT always verifies; the rerun gives the clean run's bytes")
     func killAtEveryStep() throws {
         try #require(straceMissing == nil, "\(straceMissing ?? "")")
-        let inputs = try IndexInputs("kill", videos: 40, files: 2)
+        let inputs = try IndexFixture("kill", videos: 40, files: 2)
         let seed = inputs.dir + "/seed"
         #expect(try runTool("vidx-shard", ["--index", seed, "--bundle", inputs.bundle, "--shards", "2", inputs.codes[0]]).status == 0)
         let append = ["--bundle", inputs.bundle, "--append", inputs.codes[1]]
@@ -236,91 +217,8 @@ struct InterruptedRunTests {
     }
 }
 
-@Suite("vidx-search and vidx-verify trust nothing they map", .serialized)
-struct SearchTrustTests {
-    /// A built index of 60 videos in 2 shards and a query file of `queries` random queries.
-    func fixture(_ label: String, queries: Int = 2) throws -> (inputs: IndexInputs, index: String, query: String) {
-        let inputs = try IndexInputs(label, videos: 60, files: 2)
-        let index = inputs.dir + "/index"
-        #expect(try runTool("vidx-shard", ["--index", index, "--bundle", inputs.bundle, "--shards", "2"] + inputs.codes).status == 0)
-        let query = inputs.dir + "/q.npy"
-        try Python.run(["-c", "import numpy as np, sys; np.save(sys.argv[1], np.random.default_rng(5).standard_normal((int(sys.argv[2]), 4, 64)).astype(np.float32))",
-                        query, String(queries)])
-        return (inputs, index, query)
-    }
-
-    func copy(_ index: String, _ name: String) throws -> String {
-        let d = (index as NSString).deletingLastPathComponent + "/" + name
-        try FileManager.default.copyItem(atPath: index, toPath: d)
-        return d
-    }
-
-    @Test("codebooks that no longer match the manifest's SHA-256 are refused when the generation is opened")
-    func codebooks() throws {
-        let (_, index, query) = try fixture("trust-codebooks")
-        let damaged = try copy(index, "damaged")
-        let gen = try IndexGeneration(indexDirectory: damaged)
-        let path = gen.directory + "/" + gen.manifest.codebooks.file
-        var bytes = [UInt8](read(path))
-        bytes[bytes.count - 3] ^= 0x01  // a low mantissa bit of the last codeword: every format check still passes
-        try Data(bytes).write(to: URL(fileURLWithPath: path))
-        for args in [[damaged, "--query", query], [damaged, "--query", query, "--skip-checksums"]] {
-            let r = try runTool("vidx-search", args)
-            #expect(r.status == 1 && r.stderr.contains("SHA-256") && r.stdout.isEmpty, "\(r.stderr)")
-        }
-        #expect(try runTool("vidx-verify", [damaged]).status == 1)
-    }
-
-    @Test("a flipped byte in an external id or in codes is an error, never an answer")
-    func flippedBytes() throws {
-        let (_, index, query) = try fixture("trust-flips")
-        let good = try runTool("vidx-search", [index, "--query", query, "--k", "100"])
-        #expect(good.status == 0, "\(good.stderr)")
-        // An external id: caught by the section checksum, and without it by the per-hit check.
-        let ids = try copy(index, "ids")
-        try Python.run(["Tests/Reference/flip_shard_byte.py", ids + "/g000001/base-0001.vidx", "external_ids", "-1"])
-        let r1 = try runTool("vidx-search", [ids, "--query", query, "--k", "100"])
-        #expect(r1.status == 1 && r1.stderr.contains("base-0001.vidx") && r1.stderr.contains("external_ids"), "\(r1.stderr)")
-        let r2 = try runTool("vidx-search", [ids, "--query", query, "--k", "100", "--skip-checksums"])
-        #expect(r2.status == 1 && r2.stderr.contains("is not the hash of the stored external id"), "\(r2.stderr)")
-        #expect(!r2.stdout.contains("\"query\":0,"), "hits of the damaged batch were printed")
-        // A code: caught by the section checksum when the generation is opened.
-        let codes = try copy(index, "codes")
-        try Python.run(["Tests/Reference/flip_shard_byte.py", codes + "/g000001/base-0000.vidx", "fine_codes", "5"])
-        let r3 = try runTool("vidx-search", [codes, "--query", query])
-        #expect(r3.status == 1 && r3.stderr.contains("fine_codes"), "\(r3.stderr)")
-        #expect(try runTool("vidx-verify", [codes]).status == 1)
-    }
-
-    @Test("--generation takes a generation name only, never a path to another index")
-    func generationNames() throws {
-        let (inputs, index, query) = try fixture("trust-names")
-        let other = try IndexInputs("other", videos: 20, files: 1, seed: 4, in: inputs.dir)
-        let otherIndex = inputs.dir + "/other-index"
-        #expect(try runTool("vidx-shard", ["--index", otherIndex, "--bundle", other.bundle] + other.codes).status == 0)
-        for name in ["../other-index/g000001", "g000001/", "g00001", "/tmp", "g0000001"] {
-            let r = try runTool("vidx-search", [index, "--query", query, "--generation", name])
-            #expect(r.status == 1 && r.stderr.contains("is not a generation name"), "\(name): \(r.stderr)")
-            let v = try runTool("vidx-verify", [index, "--generation", name])
-            #expect(v.status == 1 && v.stderr.contains("is not a generation name"), "\(name): \(v.stderr)")
-        }
-        #expect(try runTool("vidx-search", [index, "--query", query, "--generation", "g000001"]).status == 0)
-    }
-
-    @Test("a manifest that breaks its schema is refused by every reader (a parent of g00000D among them)")
-    func manifestSchema() throws {
-        let (_, index, query) = try fixture("trust-manifest")
-        let bad = try copy(index, "bad-parent")
-        let path = bad + "/g000001/MANIFEST.json"
-        let text = String(decoding: read(path), as: UTF8.self)
-        try text.replacingOccurrences(of: "\"parent\" : null", with: "\"parent\" : \"g00000D\"")
-            .write(toFile: path, atomically: true, encoding: .utf8)
-        let v = try runTool("vidx-verify", [bad])
-        #expect(v.status == 1 && v.stderr.contains("parent 'g00000D'"), "\(v.stderr)")
-        let s = try runTool("vidx-search", [bad, "--query", query])
-        #expect(s.status == 1 && s.stderr.contains("parent 'g00000D'"), "\(s.stderr)")
-    }
-
+@Suite("The manifest reader and the JSON Schema agree", .serialized)
+struct ManifestSchemaTests {
     @Test("every manifest rule of the JSON Schema is enforced by the Swift reader, and nothing else",
           arguments: manifestMutations)
     func manifestAgreesWithSchema(_ mutation: ManifestMutation) throws {
@@ -330,10 +228,7 @@ struct SearchTrustTests {
         let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         let schemaValid: Bool
         do {
-            try Python.run(["-c", """
-                import json, sys, jsonschema
-                jsonschema.validate(json.loads(sys.argv[1]), json.load(open("Schemas/index-manifest.schema.json")))
-                """, String(decoding: data, as: UTF8.self)])
+            try Python.call("validate_json_text", String(decoding: data, as: UTF8.self), "index-manifest.schema.json")
             schemaValid = true
         } catch {
             schemaValid = false
@@ -344,34 +239,13 @@ struct SearchTrustTests {
     }
 
     static let sampleManifest: Data = {
-        let inputs = try! IndexInputs("sample-manifest", videos: 20, files: 1)
+        let inputs = try! IndexFixture("sample-manifest", videos: 20, files: 1)
         let index = inputs.dir + "/index"
         _ = try! runTool("vidx-shard", ["--index", index, "--bundle", inputs.bundle] + inputs.codes)
         _ = try! runTool("vidx-shard", ["--index", index, "--bundle", inputs.bundle, "--allow-shrink", "--shards", "3"] + inputs.codes)
         return read(index + "/g000002/MANIFEST.json")
     }()
 
-    @Test("vidx-search scans queries in bounded batches: 2,048 queries at HCQ's shape fit in a few hundred MB")
-    func boundedQueries() throws {
-        let inputs = try IndexInputs("trust-memory", videos: 60, files: 1, fullShape: true)
-        let index = inputs.dir + "/index"
-        #expect(try runTool("vidx-shard", ["--index", index, "--bundle", inputs.bundle] + inputs.codes).status == 0)
-        let query = inputs.dir + "/q.npy"
-        try Python.run(["-c", "import numpy as np, sys; np.save(sys.argv[1], np.random.default_rng(5).standard_normal((2048, 8, 512)).astype(np.float32))", query])
-        // Peak RSS from GNU time (installed by make setup), which reads it from wait4.
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/time")
-        p.arguments = ["-f", "peak-kb %M", try toolPath("vidx-search"), index, "--query", query, "--k", "5"]
-        p.standardInput = FileHandle.nullDevice
-        let (stdout, stderr) = try runCollecting(p)
-        let line = String(decoding: stderr, as: UTF8.self).split(separator: "\n").last { $0.hasPrefix("peak-kb ") } ?? ""
-        let peakMiB = (Int(line.dropFirst(8)) ?? Int.max) / 1024
-        let f = [Int(p.terminationStatus), String(decoding: stdout, as: UTF8.self).split(separator: "\n").count, peakMiB]
-        let out = String(decoding: stderr, as: UTF8.self)
-        #expect(f[0] == 0 && f[1] == 2048 * 5, "\(out)")
-        // The queries themselves are 32 MB; unbatched, the tables alone took 256 KB a query (512 MB).
-        #expect(f[2] < 300, "peak RSS \(f[2]) MiB for 2048 queries")
-    }
 }
 
 /// One change to a valid manifest, and whether Schemas/index-manifest.schema.json allows it.
