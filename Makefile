@@ -14,7 +14,7 @@ APT_PACKAGES = libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libsw
                ffmpeg libopenblas-dev pkg-config time strace
 PIP_PACKAGES = numpy jsonschema pytest
 
-.PHONY: all setup build test demo models bench-decode bench-encode bench-search bench-extract fuzz-shard clean
+.PHONY: all setup build test demo models bench-decode bench-encode bench-search bench-extract fuzz fuzz-ci clean
 
 all: build
 
@@ -85,19 +85,40 @@ bench-search: build
 bench-extract: build models
 	$(PYTHON) Pipelines/bench/bench_extract.py --bin $(BIN) --workdir bench-out/extract
 
-# Fuzz the shard reader (libFuzzer + AddressSanitizer), bounded to 60 s. Built with plain
-# swiftc from the reader's four files (no SwiftPM); seeds from Fuzz/make_seeds.py. A crash
-# fails the target and leaves its input in .build-fuzz/crash-*.
-SWIFTC ?= swiftc
-FUZZ_DIR = .build-fuzz
-fuzz-shard:
-	@mkdir -p $(FUZZ_DIR)/corpus
-	$(SWIFTC) -sanitize=fuzzer,address -parse-as-library -O -module-name ShardReaderFuzz -use-ld=lld \
-	  Fuzz/ShardReaderFuzz/main.swift Sources/VidxIndex/ShardFormat.swift Sources/VidxIndex/CRC32C.swift \
-	  Sources/VidxIndex/ShardError.swift Sources/VidxIndex/Shard+Read.swift -o $(FUZZ_DIR)/shard-fuzz
-	$(PYTHON) Fuzz/make_seeds.py $(FUZZ_DIR)/corpus
-	$(FUZZ_DIR)/shard-fuzz -max_total_time=60 -timeout=10 -rss_limit_mb=2048 -dict=Fuzz/shard.dict \
-	  -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus
+# Fuzzing (libFuzzer + AddressSanitizer) of every reader: index shards, safetensors, NPY,
+# bundle.json and MANIFEST.json. SwiftPM builds `vidx-fuzz` from the package's own targets
+# with the flags below; only Swift compiles change (-Xswiftc), so the C targets of a
+# scratch path that already holds a build are reused. Each target runs FUZZ_SECONDS from
+# the seeds of Fuzz/make_seeds.py and the corpus it grew before
+# ($(FUZZ_SCRATCH)/fuzz/TARGET/corpus). All five run; a crash fails the target and leaves
+# its input in $(FUZZ_SCRATCH)/fuzz/TARGET/crash-* (replay it: `vidx-fuzz TARGET FILE`, or
+# the fuzz binary with the file as its argument) and libFuzzer's log beside it.
+# `make fuzz-ci` is the same for a few seconds each, into the debug build `make test` left.
+FUZZ_TARGETS = shard safetensors npy bundle manifest
+FUZZ_SECONDS ?= 60
+FUZZ_SCRATCH ?= .build-fuzz
+FUZZ_CONFIG ?= release
+FUZZ_FLAGS = -Xswiftc -parse-as-library -Xswiftc -DFUZZING -Xswiftc -sanitize=fuzzer,address \
+             -Xswiftc -enable-experimental-feature -Xswiftc Extern
+FUZZ_BUILD = $(SWIFT) build --scratch-path $(FUZZ_SCRATCH) -c $(FUZZ_CONFIG) $(FUZZ_FLAGS)
+fuzz: setup
+	$(FUZZ_BUILD) --product vidx-fuzz
+	@bin="$$($(FUZZ_BUILD) --show-bin-path)/vidx-fuzz"; work=$(FUZZ_SCRATCH)/fuzz; failed=""; \
+	rm -rf $$work/seeds && $(PYTHON) Fuzz/make_seeds.py $$work/seeds; \
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $$work/$$t/corpus; dict=""; [ -f Fuzz/$$t.dict ] && dict="-dict=Fuzz/$$t.dict"; \
+	  if VIDX_FUZZ_TARGET=$$t "$$bin" -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 $$dict \
+	       -print_final_stats=1 -artifact_prefix=$$work/$$t/ $$work/$$t/corpus $$work/seeds/$$t > $$work/$$t/log.txt 2>&1; then \
+	    echo "fuzz $$t: ok, $$(sed -n 's/^stat::number_of_executed_units: *//p' $$work/$$t/log.txt) inputs in $(FUZZ_SECONDS) s"; \
+	  else \
+	    failed="$$failed $$t"; tail -n 40 $$work/$$t/log.txt; \
+	    echo "fuzz $$t: FAILED: $$(ls $$work/$$t/ | grep -E '^(crash|leak|timeout|oom)-' | sed "s|^|$$work/$$t/|" | tr '\n' ' ')(log: $$work/$$t/log.txt)"; \
+	  fi; \
+	done; \
+	[ -z "$$failed" ] || { echo "fuzz: failed:$$failed"; exit 1; }
+
+fuzz-ci:
+	$(MAKE) fuzz FUZZ_SECONDS=4 FUZZ_SCRATCH=.build FUZZ_CONFIG=debug
 
 clean:
-	rm -rf .build demo-out bench-out
+	rm -rf .build .build-fuzz demo-out bench-out

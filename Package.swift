@@ -126,7 +126,7 @@ let package = Package(
 
         // MARK: Tests (one target per library; VidxTestSupport is shared by all)
         .target(name: "VidxTestSupport", path: "Tests/VidxTestSupport"),
-        .testTarget(name: "VidxBytesTests", dependencies: ["VidxBytes"], path: "Tests/VidxBytesTests"),
+        .testTarget(name: "VidxBytesTests", dependencies: ["VidxBytes", "VidxTestSupport"], path: "Tests/VidxBytesTests"),
         .testTarget(name: "VidxCoreTests", dependencies: ["VidxCore", "VidxTestSupport"], path: "Tests/VidxCoreTests"),
         .testTarget(name: "VidxQuantizationTests", dependencies: ["VidxQuantization", "VidxCore", "VidxTestSupport"],
                     path: "Tests/VidxQuantizationTests"),

@@ -9,7 +9,9 @@ import Darwin
 /// The bytes of a whole regular file, mapped read-only and private: the one owner of
 /// `mmap`, `munmap` and `madvise` in the package.
 ///
-/// `bytes` stays valid while the object lives; `deinit` unmaps it. The file must not be
+/// `bytes` stays valid while the object lives; `deinit` unmaps it. Readers keep the object
+/// in a stored property of whatever hands out views; a caller holding only `bytes` keeps the
+/// object alive (`withExtendedLifetime`), since Swift may release it after its last use. The file must not be
 /// truncated or rewritten in place meanwhile (a read past a shrunken end faults);
 /// replacing it by rename, as `AtomicFile` does, is safe: the old inode stays mapped.
 /// An empty file gives an empty buffer (`mmap` refuses zero bytes). A mapping's base is

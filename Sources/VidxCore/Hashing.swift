@@ -1,5 +1,6 @@
 import Foundation
 internal import Crypto
+import VidxBytes
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -41,16 +42,17 @@ public enum SHA256Digest {
     /// Only a regular file is read: a FIFO would block, a device might never end.
     /// - Throws: `FileReadError` naming the path and the failed call (open, read).
     public static func raw(fileAt path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { throw FileReadError(path: path, operation: "open", errno: errno) }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw FileReadError(path: path, operation: "fstat", errno: errno) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            let dir = (st.st_mode & S_IFMT) == S_IFDIR
-            throw FileReadError(path: path, operation: "open (not a regular file)", errno: dir ? EISDIR : EINVAL)
+        let fd: Int32
+        do { (fd, _) = try RegularFile.open(path) } catch {
+            switch error.reason {
+            case .open(let e): throw FileReadError(path: path, operation: "open", errno: e)
+            case .stat(let e): throw FileReadError(path: path, operation: "fstat", errno: e)
+            case .notRegular(let kind):
+                throw FileReadError(path: path, operation: "open (not a regular file)", errno: kind == .directory ? EISDIR : EINVAL)
+            case .notAddressable, .tooLarge, .map: throw FileReadError(path: path, operation: "fstat", errno: EOVERFLOW)
+            }
         }
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        defer { close(fd) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: fileChunkBytes, alignment: 16)
         defer { buffer.deallocate() }
         var hasher = SHA256()

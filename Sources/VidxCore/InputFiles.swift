@@ -1,4 +1,5 @@
 import Foundation
+import VidxBytes
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -31,7 +32,7 @@ public enum InputFiles {
         let (fd, size) = try openRegular(path)
         defer { close(fd) }
         guard size <= maxBytes else {
-            throw StageFileError(path: path, message: "is \(size) bytes, over the limit of \(maxBytes) for this kind of file")
+            throw StageFileError(FileAccessError(path: path, .tooLarge(size: size, limit: maxBytes)))
         }
         var data = Data(count: size)
         var filled = 0
@@ -48,6 +49,13 @@ public enum InputFiles {
         }
         if filled < size { data.removeSubrange(filled...) }
         return data
+    }
+}
+
+extension StageFileError {
+    /// The path and `FileAccessError.message`: "PATH: is a pipe (FIFO), not a regular file".
+    public init(_ error: FileAccessError) {
+        self.init(path: error.path, message: error.message)
     }
 }
 

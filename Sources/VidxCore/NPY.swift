@@ -1,4 +1,5 @@
 import Foundation
+import VidxBytes
 
 /// Reads NumPy `.npy` files (format versions 1-3) holding little-endian float32 or
 /// float64 arrays in C order: what `numpy.save` writes for query vectors.
@@ -12,32 +13,43 @@ public enum NPY {
     /// The largest `.npy` file read: 1 GiB.
     public static let maxBytes = 1 << 30
 
-    /// Reads `path`, a regular file (`InputFiles`: a FIFO or a device is refused, not
+    /// Reads `path`, a regular file (`MappedFile`: a FIFO or a device is refused, not
     /// waited on) of at most `maxBytes`.
     /// - Throws: `StageFileError` naming the file and what is wrong with it.
     public static func read(path: String) throws -> Array {
-        let data = try InputFiles.read(path, maxBytes: maxBytes)
-        return try parse([UInt8](data), path: path)
+        let file: MappedFile
+        do { file = try MappedFile(path: path, maxBytes: maxBytes) } catch { throw StageFileError(error) }
+        return try withExtendedLifetime(file) { try parse(file.bytes, path: path) }
     }
 
-    static func parse(_ b: [UInt8], path: String) throws -> Array {
+    /// Parses the bytes of a whole `.npy` file (for `read`, tests and fuzzing).
+    ///
+    /// Layout: `\x93NUMPY`, major and minor version bytes, the header's length (u16 LE
+    /// in version 1, u32 LE in 2 and 3), the header (a Python dict literal with `descr`,
+    /// `fortran_order` and `shape`; UTF-8), then the elements, exactly
+    /// product(shape) x element size bytes. The header is capped at 1 MiB and the element
+    /// count at 2^32 before anything is allocated.
+    /// - Parameter path: names the bytes in errors.
+    /// - Throws: `StageFileError` "not a usable .npy file: ..." naming `path`.
+    public static func parse(_ bytes: UnsafeRawBufferPointer, path: String) throws -> Array {
         func fail(_ m: String) -> StageFileError { StageFileError(path: path, message: "not a usable .npy file: \(m)") }
-        guard b.count >= 10, b[0] == 0x93, Swift.Array(b[1..<6]) == Swift.Array("NUMPY".utf8) else { throw fail("bad magic") }
-        let major = b[6]
-        var headerLength: Int, start: Int
+        var cursor = ByteCursor(bytes)
+        let npyMagic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]  // \x93NUMPY
+        guard bytes.count >= 10, let magic = try? cursor.take(6), magic.elementsEqual(npyMagic),
+              let major = try? cursor.readUInt8(), (try? cursor.skip(1)) != nil else { throw fail("bad magic") }
+        let headerLength: UInt32
         switch major {
         case 1:
-            headerLength = Int(b[8]) | Int(b[9]) << 8
-            start = 10
+            guard let n = try? cursor.readUInt16LE() else { throw fail("truncated header") }
+            headerLength = UInt32(n)
         case 2, 3:
-            guard b.count >= 12 else { throw fail("truncated header") }
-            headerLength = Int(b[8]) | Int(b[9]) << 8 | Int(b[10]) << 16 | Int(b[11]) << 24
-            start = 12
+            guard let n = try? cursor.readUInt32LE() else { throw fail("truncated header") }
+            headerLength = n
         default:
             throw fail("format version \(major) is not supported")
         }
-        guard headerLength <= 1 << 20, start + headerLength <= b.count else { throw fail("truncated header") }
-        let header = String(decoding: b[start..<(start + headerLength)], as: UTF8.self)
+        guard headerLength <= 1 << 20, let headerBytes = try? cursor.take(headerLength) else { throw fail("truncated header") }
+        guard let header = UTF8Validation.string(headerBytes) else { throw fail("the header is not valid UTF-8") }
         func value(_ key: String) -> Substring? {
             guard let r = header.range(of: "'\(key)':") else { return nil }
             return header[r.upperBound...].drop { $0 == " " }
@@ -57,25 +69,21 @@ public enum NPY {
         var count = 1
         for d in dims {
             guard let v = Int(d), v >= 0 else { throw fail("bad shape") }
-            let (p, overflow) = count.multipliedReportingOverflow(by: v)
-            guard !overflow, p <= 1 << 32 else { throw fail("shape too large") }
+            // Every partial product is capped, so no dim can be large even next to a 0.
+            guard let p = Checked.multiply(count, v), p <= 1 << 32 else { throw fail("shape too large") }
             shape.append(v)
             count = p
         }
-        let dataStart = start + headerLength
-        guard b.count - dataStart == count * elementSize else {
-            throw fail("\(b.count - dataStart) data bytes for shape \(shape) (\(count * elementSize) expected)")
+        let data = cursor.takeRest()
+        // count <= 2^32 and elementSize <= 8: the product fits.
+        guard data.count == count * elementSize else {
+            throw fail("\(data.count) data bytes for shape \(shape) (\(count * elementSize) expected)")
         }
-        var values = [Float](repeating: 0, count: count)
-        b.withUnsafeBytes { raw in
-            for i in 0..<count {
-                let off = dataStart + i * elementSize
-                if elementSize == 4 {
-                    values[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: off, as: UInt32.self)))
-                } else {
-                    values[i] = Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: off, as: UInt64.self))))
-                }
-            }
+        let values: [Float]
+        if elementSize == 4 {
+            values = LittleEndianView(data, as: UInt32.self).map { Float(bitPattern: $0) }
+        } else {
+            values = LittleEndianView(data, as: UInt64.self).map { Float(Double(bitPattern: $0)) }
         }
         return Array(shape: shape, values: values)
     }

@@ -1,13 +1,8 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import VidxBytes
 
-/// A memory-mapped, fully validated safetensors file. Views stay valid while the object lives.
+/// A memory-mapped (`MappedFile`), fully validated safetensors file. Views stay valid while
+/// the object lives.
 ///
 /// Every tensor's entry is checked when the file is opened (see `SafeTensors.swift` for the
 /// format and the rules), so the accessors only check what the caller asks for: presence,
@@ -24,9 +19,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     private let sortedNames: [String]
     private let tensors: [String: TensorInfo]
-    /// The whole file, as mapped; unmapped in `deinit`.
-    private let mapping: UnsafeRawBufferPointer
-    /// The data section, within `mapping`.
+    /// The whole file, as mapped (or copied); owns the bytes the views point into.
+    private let file: MappedFile
+    /// The data section, within `file.bytes`.
     private let data: UnsafeRawBufferPointer
 
     /// Maps the file at `path` (PROT_READ, MAP_PRIVATE) and validates its header and every
@@ -38,36 +33,43 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// - Throws: `SafeTensorsError` with kind `unreadable`, `truncated`, `headerTooLarge`,
     ///   `badHeaderJSON`, `badEntry`, `unknownDType`, `sizeMismatch`, `outOfBounds` or
     ///   `overlapping`, naming the file and, where there is one, the tensor.
-    public init(path: String, maxHeaderBytes: Int = 100 << 20) throws {
+    public convenience init(path: String, maxHeaderBytes: Int = 100 << 20) throws {
+        // Opened without blocking and refused unless regular: a FIFO would block here.
+        let file: MappedFile
+        do { file = try MappedFile(path: path) } catch {
+            throw SafeTensorsError(.unreadable, path: path, error.message)
+        }
+        try self.init(file: file, path: path, maxHeaderBytes: maxHeaderBytes)
+    }
+
+    /// Copies `bytes` into memory of its own and validates them as a whole file: for tests
+    /// and fuzzing. `path` only names the bytes in errors.
+    /// - Throws: `SafeTensorsError` as `init(path:maxHeaderBytes:)`, never `unreadable`.
+    public convenience init(copying bytes: UnsafeRawBufferPointer, path: String = "<memory>",
+                            maxHeaderBytes: Int = 100 << 20) throws {
+        try self.init(file: MappedFile(copying: bytes), path: path, maxHeaderBytes: maxHeaderBytes)
+    }
+
+    private init(file: MappedFile, path: String, maxHeaderBytes: Int) throws {
         precondition(maxHeaderBytes >= 0, "maxHeaderBytes must not be negative")
         self.path = path
-        let mapping = try Self.map(path)
-        let header: SafeTensorsHeader
-        do {
-            header = try SafeTensorsHeader(parsing: mapping, path: path, maxHeaderBytes: maxHeaderBytes)
-        } catch {
-            munmap(UnsafeMutableRawPointer(mutating: mapping.baseAddress), mapping.count)
-            throw error
-        }
-        self.mapping = mapping
-        self.data = UnsafeRawBufferPointer(rebasing: mapping[header.dataStart...])
+        let header = try SafeTensorsHeader(parsing: file.bytes, path: path, maxHeaderBytes: maxHeaderBytes)
+        self.file = file
+        self.data = UnsafeRawBufferPointer(rebasing: file.bytes[header.dataStart...])
         self.metadata = header.metadata
         self.tensors = header.tensors
         self.sortedNames = header.tensors.keys.sorted(by: utf8Precedes)
     }
 
-    deinit {
-        munmap(UnsafeMutableRawPointer(mutating: mapping.baseAddress), mapping.count)
-    }
-
-    /// Drops the mapping's pages from this process's resident set (`madvise(MADV_DONTNEED)`).
+    /// Drops the mapping's pages from this process's resident set
+    /// (`MappedFile.releaseResidentPages`, `madvise(MADV_DONTNEED)`).
     ///
     /// The mapping is read-only and private, so nothing is lost: a later read faults the
     /// pages back in from the page cache. Stages that stream through a large file call this
     /// after each chunk so their resident memory stays near one chunk, not the whole file.
     /// Views handed out earlier stay valid.
     public func releaseResidentPages() {
-        _ = madvise(UnsafeMutableRawPointer(mutating: mapping.baseAddress), mapping.count, MADV_DONTNEED)
+        file.releaseResidentPages()
     }
 
     /// The entry of tensor `name`, or nil if the file has none.
@@ -133,25 +135,6 @@ public final class SafeTensorsFile: @unchecked Sendable {
         return (info, UnsafeRawBufferPointer(rebasing: data[info.byteRange]))
     }
 
-    /// Opens and maps the whole of a regular file of at least 8 bytes.
-    private static func map(_ path: String) throws -> UnsafeRawBufferPointer {
-        func failure(_ operation: String, _ code: Int32) -> SafeTensorsError {
-            SafeTensorsError(.unreadable, path: path, "\(operation) failed: \(String(cString: strerror(code)))")
-        }
-        // Opened without blocking and refused unless regular: a FIFO would block here.
-        let fd: Int32, size: Int
-        do { (fd, size) = try InputFiles.openRegular(path) } catch let e as StageFileError {
-            throw SafeTensorsError(.unreadable, path: path, e.message)
-        }
-        defer { close(fd) }   // the mapping outlives the descriptor
-        guard size >= 8 else {
-            throw SafeTensorsError(.truncated, path: path,
-                                   "file is \(size) bytes, shorter than the 8-byte header length field")
-        }
-        let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
-        guard let base, base != UnsafeMutableRawPointer(bitPattern: -1) else { throw failure("mmap", errno) }
-        return UnsafeRawBufferPointer(start: base, count: size)
-    }
 }
 
 /// A safetensors header, parsed and validated against the bytes of a whole file.
@@ -168,15 +151,15 @@ struct SafeTensorsHeader {
         func fail(_ kind: SafeTensorsError.Kind, _ tensor: String?, _ message: String) -> SafeTensorsError {
             SafeTensorsError(kind, path: path, tensor: tensor, message)
         }
-        var cursor = Cursor(file)
-        guard let headerLength = cursor.readUInt64LE() else {
+        var cursor = ByteCursor(file)
+        guard let headerLength = try? cursor.readUInt64LE() else {
             throw fail(.truncated, nil, "file is \(file.count) bytes, shorter than the 8-byte header length field")
         }
         // Compare as UInt64 first: the field may not fit an Int.
         guard headerLength <= UInt64(maxHeaderBytes) else {
             throw fail(.headerTooLarge, nil, "header length field says \(headerLength) bytes, over the limit of \(maxHeaderBytes): corrupt, or not a safetensors file")
         }
-        guard let headerBytes = cursor.take(Int(headerLength)) else {
+        guard let headerBytes = try? cursor.take(headerLength) else {
             throw fail(.truncated, nil, "header length field says \(headerLength) bytes but only \(cursor.remaining) follow it: file truncated")
         }
         dataStart = cursor.offset
@@ -185,7 +168,7 @@ struct SafeTensorsHeader {
         // JSONSerialization also accepts UTF-16 and UTF-32; the format is UTF-8 only. A NUL
         // byte cannot occur in UTF-8 JSON text, and rejecting it rules out the
         // BOM-less UTF-16/32 that JSONSerialization would otherwise detect.
-        if let bad = firstNonUTF8Offset(headerBytes) {
+        if let bad = UTF8Validation.firstInvalidOffset(headerBytes) {
             throw fail(.badHeaderJSON, nil, "header is not valid UTF-8 (at header byte \(bad))")
         }
         if let nul = headerBytes.firstIndex(of: 0) {
@@ -307,13 +290,7 @@ struct SafeTensorsHeader {
             throw fail(.unknownDType, name, "dtype '\(dtypeName)' is not supported (supported: \(TensorDType.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         // product(shape) x byteSize, overflow-checked; a zero dim makes it 0 whatever the others.
-        var byteCount: Int? = shape.contains(0) ? 0 : dtype.byteSize
-        for dim in shape {
-            guard let soFar = byteCount else { break }
-            let (product, overflow) = soFar.multipliedReportingOverflow(by: dim)
-            byteCount = overflow ? nil : product
-        }
-        guard let byteCount else {
+        guard let byteCount = Checked.byteCount(shape: shape, elementSize: dtype.byteSize) else {
             throw fail(.sizeMismatch, name, "shape \(shape) x \(dtype.rawValue) (\(dtype.byteSize)-byte elements) overflows the byte count; data_offsets span \(end - begin) bytes")
         }
         guard byteCount == end - begin else {
@@ -323,30 +300,6 @@ struct SafeTensorsHeader {
             throw fail(.outOfBounds, name, "data_offsets [\(begin), \(end)] end beyond the data section of \(dataCount) bytes (file truncated, or offsets corrupt)")
         }
         return TensorInfo(name: name, dtype: dtype, shape: shape, byteRange: begin..<end)
-    }
-}
-
-/// Walks a byte buffer, knowing how much remains.
-private struct Cursor {
-    let bytes: UnsafeRawBufferPointer
-    private(set) var offset = 0
-    var remaining: Int { bytes.count - offset }
-
-    init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
-
-    mutating func readUInt64LE() -> UInt64? {
-        guard remaining >= 8 else { return nil }
-        var value: UInt64 = 0
-        for i in 0..<8 { value |= UInt64(bytes[offset + i]) << (8 * UInt64(i)) }
-        offset += 8
-        return value
-    }
-
-    /// The next `count` bytes, or nil (and nothing consumed) if fewer remain.
-    mutating func take(_ count: Int) -> UnsafeRawBufferPointer? {
-        guard count >= 0, count <= remaining else { return nil }
-        defer { offset += count }
-        return UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)])
     }
 }
 
@@ -366,20 +319,6 @@ private enum JSONInteger {
             self = Int(exactly: number.uint64Value).map(JSONInteger.value) ?? .tooLarge
         default:
             self = .notInteger
-        }
-    }
-}
-
-/// The offset of the first byte that is not part of valid UTF-8, or nil.
-private func firstNonUTF8Offset(_ bytes: UnsafeRawBufferPointer) -> Int? {
-    var iterator = bytes.makeIterator()
-    var decoder = UTF8()
-    var consumed = 0
-    while true {
-        switch decoder.decode(&iterator) {
-        case .scalarValue(let scalar): consumed += UTF8.width(scalar)
-        case .emptyInput: return nil
-        case .error: return consumed
         }
     }
 }

@@ -58,14 +58,7 @@ public struct ModelBundle: Sendable {
         do { configBytes = try InputFiles.read(configPath, maxBytes: ModelBundle.maxConfigBytes) } catch let e as StageFileError {
             throw BundleError(.notFound, path: configPath, message: "cannot read: \(e.message)")
         }
-        let config: BundleConfig
-        do { config = try JSONDecoder().decode(BundleConfig.self, from: configBytes) } catch {
-            throw BundleError(.badConfig, path: configPath, message: "does not match Schemas/model-bundle.schema.json: \(ModelBundle.describe(error))")
-        }
-        let problems = config.problems()
-        guard problems.isEmpty else {
-            throw BundleError(.badConfig, path: configPath, message: problems.joined(separator: "; "))
-        }
+        let config = try BundleConfig.parse(configBytes, path: configPath)
         self.config = config
         let file: SafeTensorsFile
         do { file = try SafeTensorsFile(path: weightsPath) } catch {
@@ -80,7 +73,7 @@ public struct ModelBundle: Sendable {
         fingerprint = SHA256Digest.hex(Array("vidx-bundle-v1\n".utf8) + configDigest + weightsDigest)
     }
 
-    private static func describe(_ error: Error) -> String {
+    fileprivate static func describe(_ error: Error) -> String {
         switch error {
         case DecodingError.keyNotFound(let key, let ctx):
             return "missing key '\((ctx.codingPath + [key]).map(\.stringValue).joined(separator: "."))'"
@@ -91,6 +84,25 @@ public struct ModelBundle: Sendable {
         default:
             return "\(error)"
         }
+    }
+}
+
+extension BundleConfig {
+    /// Decodes and checks the bytes of a `bundle.json` (Schemas/model-bundle.schema.json):
+    /// JSON types, then every rule of `problems()`. What `ModelBundle(directory:)` does
+    /// with the file, on bytes (for tests and fuzzing).
+    /// - Parameter path: names the file in errors.
+    /// - Throws: `BundleError` `badConfig` naming `path` and the problems.
+    public static func parse(_ data: Data, path: String) throws -> BundleConfig {
+        let config: BundleConfig
+        do { config = try JSONDecoder().decode(BundleConfig.self, from: data) } catch {
+            throw BundleError(.badConfig, path: path, message: "does not match Schemas/model-bundle.schema.json: \(ModelBundle.describe(error))")
+        }
+        let problems = config.problems()
+        guard problems.isEmpty else {
+            throw BundleError(.badConfig, path: path, message: problems.joined(separator: "; "))
+        }
+        return config
     }
 }
 

@@ -1,5 +1,3 @@
-// No imports: this file is compiled on its own into the fuzz target (Fuzz/ShardReaderFuzz).
-
 /// CRC-32C (Castagnoli: reflected polynomial 0x82F63B78, initial value and final XOR
 /// 0xFFFFFFFF), as in iSCSI, ext4 and SSE4.2's `crc32`. `checksum("123456789") == 0xE3069283`.
 ///

@@ -1,17 +1,8 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import VidxCore
 
-// Imports only Foundation and the C library: this file is compiled on its own into the fuzz
-// target (Fuzz/ShardReaderFuzz) together with ShardFormat, ShardError and CRC32C.
-
-/// A memory-mapped, fully validated index shard (Schemas/index-shard.md). Views stay valid
-/// while the object lives.
+/// A memory-mapped (`MappedFile`), fully validated index shard (Schemas/index-shard.md).
+/// Views stay valid while the object lives.
 ///
 /// `init` checks everything before it returns (see `validate`): header, table, bounds,
 /// lengths, checksums and contents, so the views need no further checks. Views are
@@ -57,10 +48,8 @@ public final class Shard: @unchecked Sendable {
     /// N + 1 offsets into `externalIDBlob`.
     private let externalIDOffsets: UnsafeBufferPointer<UInt64>
     private let externalIDBlob: UnsafeRawBufferPointer
-    /// The whole file.
-    private let bytes: UnsafeRawBufferPointer
-    /// Whether `bytes` is a mapping (munmap) or an allocation (deallocate).
-    private let isMapped: Bool
+    /// The whole file, mapped (or copied); owns the bytes every view points into.
+    private let file: MappedFile
 
     /// Maps the file at `path` (PROT_READ, MAP_PRIVATE) and validates it whole before returning.
     /// - Parameters:
@@ -69,54 +58,30 @@ public final class Shard: @unchecked Sendable {
     ///     byte once). The header CRC, the table, bounds, lengths and contents are always checked.
     /// - Throws: `ShardError` naming the file, the section and the problem (`unreadable` when
     ///   the file cannot be opened or mapped, or is not a regular file).
-    public init(path: String, verifyChecksums: Bool = true) throws {
-        Shard.requireLittleEndianHost()
-        let mapping = try Shard.map(path)
-        let parsed: ParsedShard
-        do {
-            parsed = try Shard.validate(mapping, path: path, verifyChecksums: verifyChecksums)
-        } catch {
-            Shard.unmap(mapping)
-            throw error
+    public convenience init(path: String, verifyChecksums: Bool = true) throws {
+        let file: MappedFile
+        do { file = try MappedFile(path: path) } catch {
+            throw ShardError(.unreadable, path: path, Shard.unreadableMessage(error))
         }
-        self.path = path
-        self.parsed = parsed
-        self.bytes = mapping
-        self.isMapped = true
-        (ids, coarseCodes, fineCodes, contentHashes, tombstones, coarseEmbeddingsF16, externalIDOffsets,
-         externalIDBlob) = Shard.views(of: mapping, parsed)
+        try self.init(file: file, path: path, verifyChecksums: verifyChecksums)
     }
 
     /// Copies `bytes` into a 64-byte-aligned buffer of its own and validates it like a file.
     /// For tests and fuzzing; `path` only names the bytes in errors.
     /// - Throws: `ShardError` as `init(path:verifyChecksums:)`.
-    public init(copying bytes: UnsafeRawBufferPointer, path: String = "<memory>", verifyChecksums: Bool = true) throws {
-        Shard.requireLittleEndianHost()
-        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1),
-                                                             alignment: ShardFormat.alignment)
-        if bytes.count > 0 { storage.copyMemory(from: bytes) }
-        let copy = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(storage)[0..<bytes.count])
-        let parsed: ParsedShard
-        do {
-            parsed = try Shard.validate(copy, path: path, verifyChecksums: verifyChecksums)
-        } catch {
-            storage.deallocate()
-            throw error
-        }
-        self.path = path
-        self.parsed = parsed
-        self.bytes = UnsafeRawBufferPointer(storage)
-        self.isMapped = false
-        (ids, coarseCodes, fineCodes, contentHashes, tombstones, coarseEmbeddingsF16, externalIDOffsets,
-         externalIDBlob) = Shard.views(of: copy, parsed)
+    public convenience init(copying bytes: UnsafeRawBufferPointer, path: String = "<memory>", verifyChecksums: Bool = true) throws {
+        try self.init(file: MappedFile(copying: bytes, alignment: ShardFormat.alignment), path: path,
+                      verifyChecksums: verifyChecksums)
     }
 
-    deinit {
-        if isMapped {
-            Shard.unmap(bytes)
-        } else {
-            UnsafeMutableRawBufferPointer(mutating: bytes).deallocate()
-        }
+    private init(file: MappedFile, path: String, verifyChecksums: Bool) throws {
+        Shard.requireLittleEndianHost()
+        let parsed = try Shard.validate(file.bytes, path: path, verifyChecksums: verifyChecksums)
+        self.path = path
+        self.parsed = parsed
+        self.file = file
+        (ids, coarseCodes, fineCodes, contentHashes, tombstones, coarseEmbeddingsF16, externalIDOffsets,
+         externalIDBlob) = Shard.views(of: file.bytes, parsed)
     }
 
     // MARK: Per-video access
@@ -162,17 +127,17 @@ public final class Shard: @unchecked Sendable {
     /// Known optional kinds (`segments`, `hash_codes`) were validated; unknown ones were not.
     public func section(kind: UInt32) -> UnsafeRawBufferPointer? {
         guard let range = parsed.range(of: kind) else { return nil }
-        return UnsafeRawBufferPointer(rebasing: bytes[range])
+        return UnsafeRawBufferPointer(rebasing: file.bytes[range])
     }
 
-    /// Drops the file's pages from this process's resident set (`madvise(MADV_DONTNEED)`).
+    /// Drops the file's pages from this process's resident set
+    /// (`MappedFile.releaseResidentPages`, `madvise(MADV_DONTNEED)`).
     ///
     /// The mapping is read-only and private, so nothing is lost: a later read faults the
     /// pages back in from the page cache. Views handed out earlier stay valid. Does nothing
     /// for a shard made with `init(copying:)`.
     public func releaseResidentPages() {
-        guard isMapped, bytes.count > 0 else { return }
-        _ = madvise(UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count, MADV_DONTNEED)
+        file.releaseResidentPages()
     }
 
     // MARK: Mapping and views
@@ -183,31 +148,17 @@ public final class Shard: @unchecked Sendable {
         #endif
     }
 
-    /// Opens and maps the whole of a regular file; an empty file gives an empty buffer.
-    private static func map(_ path: String) throws -> UnsafeRawBufferPointer {
-        func failure(_ operation: String, _ code: Int32) -> ShardError {
-            ShardError(.unreadable, path: path, "\(operation) failed: \(String(cString: strerror(code)))")
+    /// The `unreadable` message for a file that cannot be opened or mapped: "open failed:
+    /// No such file or directory", "not a regular file" (a FIFO is refused, not waited on).
+    private static func unreadableMessage(_ error: FileAccessError) -> String {
+        switch error.reason {
+        case .open(let e): return "open failed: \(FileAccessError.text(errno: e))"
+        case .stat(let e): return "fstat failed: \(FileAccessError.text(errno: e))"
+        case .notRegular: return "not a regular file"
+        case .notAddressable(let size): return "file size \(size) is not addressable"
+        case .map(let e): return "mmap failed: \(FileAccessError.text(errno: e))"
+        case .tooLarge: return error.message
         }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw failure("open", errno) }
-        defer { close(fd) }   // the mapping outlives the descriptor
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw failure("fstat", errno) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw ShardError(.unreadable, path: path, "not a regular file")
-        }
-        guard let size = Int(exactly: st.st_size), size >= 0 else {
-            throw ShardError(.unreadable, path: path, "file size \(st.st_size) is not addressable")
-        }
-        guard size > 0 else { return UnsafeRawBufferPointer(start: nil, count: 0) }  // mmap refuses 0 bytes
-        let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
-        guard let base, base != UnsafeMutableRawPointer(bitPattern: -1) else { throw failure("mmap", errno) }
-        return UnsafeRawBufferPointer(start: base, count: size)
-    }
-
-    private static func unmap(_ mapping: UnsafeRawBufferPointer) {
-        guard let base = mapping.baseAddress, mapping.count > 0 else { return }
-        munmap(UnsafeMutableRawPointer(mutating: base), mapping.count)
     }
 
     private typealias Views = (ids: UnsafeBufferPointer<UInt64>, coarse: UnsafeBufferPointer<UInt8>,
@@ -215,7 +166,8 @@ public final class Shard: @unchecked Sendable {
                                tombstones: UnsafeBufferPointer<UInt64>, embeddings: UnsafeBufferPointer<UInt16>?,
                                externalIDOffsets: UnsafeBufferPointer<UInt64>, externalIDBlob: UnsafeRawBufferPointer)
 
-    /// Typed views of a validated file whose base is 64-aligned.
+    /// Typed views of a validated file whose base is 64-aligned (every range was checked by
+    /// `validate`, so these are the only reads that trust offsets: the views themselves).
     private static func views(of file: UnsafeRawBufferPointer, _ parsed: ParsedShard) -> Views {
         func view<T>(_ range: Range<Int>, _: T.Type) -> UnsafeBufferPointer<T> {
             let n = range.count / MemoryLayout<T>.stride
@@ -289,6 +241,10 @@ extension Shard {
 // MARK: - Validation
 
 /// One validation of one buffer; every method throws the first problem it finds.
+///
+/// Every read goes through a `ByteCursor` over the buffer, or over a slice one handed out:
+/// no offset read from the file is used before it is checked against the bytes that
+/// remain, and every size computed from the file's counts is overflow-checked (`Checked`).
 private struct ShardValidator {
     let bytes: UnsafeRawBufferPointer
     let path: String
@@ -297,26 +253,25 @@ private struct ShardValidator {
         ShardError(kind, path: path, section: section, message)
     }
 
-    // Little-endian loads; callers have checked the bounds.
-    func u16(_ at: Int) -> UInt16 { UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: UInt16.self)) }
-    func u32(_ at: Int) -> UInt32 { UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: UInt32.self)) }
-    func u64(_ at: Int) -> UInt64 { UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: UInt64.self)) }
+    /// The `count` bytes at `start`, as a cursor checks them. Callers have validated the
+    /// range against the table; a range outside the file is still refused, never read.
+    func slice(_ range: Range<Int>, _ section: String?) throws -> UnsafeRawBufferPointer {
+        do { return try ByteCursor(bytes).slice(at: range.lowerBound, count: range.count) } catch {
+            throw fail(.truncated, section, "bytes \(range.lowerBound)..<\(range.upperBound) are outside the \(bytes.count)-byte file: \(error)")
+        }
+    }
 
     func run(verifyChecksums: Bool) throws -> ParsedShard {
         let (version, header, sectionCount, fileSize) = try checkHeader()
-        let dataEnd = fileSize - ShardFormat.trailerSize
+        let dataEnd = fileSize - ShardFormat.trailerSize   // fileSize >= header + trailer: checked
         let fileCRC = try checkTrailer(fileSize: fileSize)
-        let sections = try readTable(sectionCount: sectionCount, dataEnd: dataEnd)
+        let (sections, placed) = try readTable(sectionCount: sectionCount, dataEnd: dataEnd)
         var ranges: [UInt32: Range<Int>] = [:]
-        for e in sections {
-            // Bounds were checked against dataEnd (an Int), so the conversions are exact.
-            let start = Int(truncatingIfNeeded: e.offset)
-            ranges[e.kind] = start..<(start + Int(truncatingIfNeeded: e.length))
-        }
+        for (e, range) in zip(sections, placed) { ranges[e.kind] = range }
         let n = try checkLengths(header, ranges)
-        try checkPadding(sections, tableEnd: tableEnd(sectionCount), dataEnd: dataEnd)
+        try checkPadding(placed, sections, tableEnd: tableEnd(sectionCount), dataEnd: dataEnd)
         if verifyChecksums {
-            try checkChecksums(sections, dataEnd: dataEnd, stored: fileCRC)
+            try checkChecksums(placed, sections, dataEnd: dataEnd, stored: fileCRC)
         }
         try checkContents(header, n: n, ranges)
         return ParsedShard(formatVersion: version, header: header, count: n, fileSize: fileSize, sections: sections,
@@ -324,6 +279,7 @@ private struct ShardValidator {
                            fileCRC: fileCRC, ranges: ranges)
     }
 
+    /// Where the table of `sectionCount` (at most 64) entries ends.
     func tableEnd(_ sectionCount: Int) -> Int {
         ShardFormat.headerSize + ShardFormat.tableEntrySize * sectionCount
     }
@@ -338,39 +294,60 @@ private struct ShardValidator {
         guard shown.elementsEqual(magic.prefix(shown.count)) else {
             throw fail(.badMagic, nil, "starts with \(printable(shown)), not \"VIDXSHRD\": not an index shard")
         }
-        guard size >= H.formatVersion + 2 else {
-            throw fail(.truncated, nil, "file is \(size) bytes, shorter than the \(ShardFormat.headerSize)-byte header")
-        }
-        let version = u16(H.formatVersion)
+        let short = fail(.truncated, nil, "file is \(size) bytes, shorter than the \(ShardFormat.headerSize)-byte header")
+        // The version first: it decides what the rest of the header means.
+        var cursor = ByteCursor(bytes)
+        guard (try? cursor.skip(H.formatVersion)) != nil, let version = try? cursor.readUInt16LE() else { throw short }
         guard version <= ShardFormat.version else {
             throw fail(.tooNew, nil, "format_version \(version) is newer than the newest this reader knows (\(ShardFormat.version)): upgrade vidx")
         }
         guard version >= ShardFormat.oldestReadableVersion else {
             throw fail(.tooOld, nil, "format_version \(version) is older than the oldest this reader still reads (\(ShardFormat.oldestReadableVersion)): rebuild the index")
         }
-        guard size >= ShardFormat.headerSize else {
-            throw fail(.truncated, nil, "file is \(size) bytes, shorter than the \(ShardFormat.headerSize)-byte header")
+        cursor = ByteCursor(bytes)
+        guard let headerBytes = try? cursor.take(ShardFormat.headerSize) else { throw short }
+
+        // Every field, in file order (Schemas/index-shard.md, Header): 128 bytes exactly.
+        var h = ByteCursor(headerBytes)
+        let headerSize: UInt16, flags: UInt32, videoCount: UInt64, levels: UInt32, subspaces: UInt32
+        let codewords: UInt32, dimension: UInt32, fingerprint: [UInt8], shardIndex: UInt32, shardCount: UInt32
+        let sectionCount: UInt32, reserved0: UInt32, fileSize: UInt64, reserved: UnsafeRawBufferPointer, stored: UInt32
+        do {
+            try h.skip(H.headerSizeField)   // magic and version, read above
+            headerSize = try h.readUInt16LE()
+            flags = try h.readUInt32LE()
+            videoCount = try h.readUInt64LE()
+            levels = try h.readUInt32LE()
+            subspaces = try h.readUInt32LE()
+            codewords = try h.readUInt32LE()
+            dimension = try h.readUInt32LE()
+            fingerprint = Array(try h.take(ShardFormat.fingerprintSize))
+            shardIndex = try h.readUInt32LE()
+            shardCount = try h.readUInt32LE()
+            sectionCount = try h.readUInt32LE()
+            reserved0 = try h.readUInt32LE()
+            fileSize = try h.readUInt64LE()
+            reserved = try h.take(H.reservedSize)
+            stored = try h.readUInt32LE()
+        } catch {
+            throw short   // not reached: the fields add up to the 128 bytes taken
         }
-        let headerSize = u16(H.headerSizeField)
+        assert(h.isAtEnd && h.offset == ShardFormat.headerSize, "the header's fields do not add up to its size")
+
         guard headerSize == ShardFormat.headerSize else {
             throw fail(.badHeader, nil, "header_size is \(headerSize), format_version 1 requires \(ShardFormat.headerSize)")
         }
-        let stored = u32(H.headerCRC)
-        let computed = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[0..<H.headerCRC]))
+        let computed = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: headerBytes[..<H.headerCRC]))
         guard stored == computed else {
             throw fail(.badHeaderChecksum, nil, "header_crc: stored \(hex32(stored)), computed \(hex32(computed)) from bytes 0..123")
         }
-        let flags = u32(H.flags)
         guard flags == 0 else { throw fail(.badHeader, nil, "flags is \(hex32(flags)); no flags are defined, it must be 0") }
-        guard u32(H.reserved0) == 0 else { throw fail(.badHeader, nil, "reserved0 (bytes 84..87) is not zero") }
-        let reserved = UnsafeRawBufferPointer(rebasing: bytes[H.reserved..<(H.reserved + H.reservedSize)])
+        guard reserved0 == 0 else { throw fail(.badHeader, nil, "reserved0 (bytes 84..87) is not zero") }
         guard reserved.allSatisfy({ $0 == 0 }) else { throw fail(.badHeader, nil, "reserved bytes 96..123 are not zero") }
 
-        let header = ShardHeader(
-            videoCount: u64(H.videoCount), levels: u32(H.levels), subspaces: u32(H.subspaces),
-            codewords: u32(H.codewords), dimension: u32(H.dimension),
-            bundleFingerprint: Array(bytes[H.bundleFingerprint..<(H.bundleFingerprint + ShardFormat.fingerprintSize)]),
-            shardIndex: u32(H.shardIndex), shardCount: u32(H.shardCount))
+        let header = ShardHeader(videoCount: videoCount, levels: levels, subspaces: subspaces, codewords: codewords,
+                                 dimension: dimension, bundleFingerprint: fingerprint, shardIndex: shardIndex,
+                                 shardCount: shardCount)
         guard header.levels >= 1, header.subspaces >= 1, header.dimension >= 1 else {
             throw fail(.badHeader, nil, "levels \(header.levels), subspaces \(header.subspaces), dimension \(header.dimension): each must be at least 1")
         }
@@ -383,7 +360,6 @@ private struct ShardValidator {
         guard header.shardCount >= 1, header.shardIndex < header.shardCount else {
             throw fail(.badHeader, nil, "shard_index \(header.shardIndex) of shard_count \(header.shardCount): needs shard_count >= 1 and shard_index < shard_count")
         }
-        let fileSize = u64(H.fileSize)
         guard UInt64(size) >= fileSize else {
             throw fail(.truncated, nil, "file is \(size) bytes, but its header says file_size \(fileSize): truncated (an interrupted copy?)")
         }
@@ -393,45 +369,63 @@ private struct ShardValidator {
         guard size >= ShardFormat.headerSize + ShardFormat.trailerSize else {
             throw fail(.badHeader, nil, "file_size \(fileSize) leaves no room for the \(ShardFormat.trailerSize)-byte trailer after the header")
         }
-        let sectionCount = u32(H.sectionCount)
         guard sectionCount <= ShardFormat.maxSections else {
             throw fail(.badSectionTable, nil, "section_count is \(sectionCount), at most \(ShardFormat.maxSections)")
         }
         return (version, header, Int(sectionCount), size)
     }
 
+    /// The trailer's fields in file order: file_crc, reserved, end magic.
     func checkTrailer(fileSize: Int) throws -> UInt32 {
-        typealias T = ShardFormat.Trailer
-        let at = fileSize - ShardFormat.trailerSize
-        let endMagic = Array(bytes[(at + T.endMagic)..<fileSize])
+        var cursor = ByteCursor(bytes)
+        let fileCRC: UInt32, reserved: UInt32, endMagic: [UInt8]
+        do {
+            try cursor.seek(to: fileSize - ShardFormat.trailerSize)
+            fileCRC = try cursor.readUInt32LE()
+            reserved = try cursor.readUInt32LE()
+            endMagic = Array(try cursor.take(ShardFormat.endMagic.count))
+        } catch {
+            throw fail(.truncated, nil, "file is \(bytes.count) bytes, too short for the trailer at \(fileSize - ShardFormat.trailerSize)")
+        }
         guard endMagic == ShardFormat.endMagic else {
             throw fail(.badMagic, nil, "the trailer ends with \(printable(endMagic)), not \"VIDXEND\\0\": damaged, or the last bytes are missing")
         }
-        guard u32(at + T.reserved) == 0 else { throw fail(.badHeader, nil, "the trailer's reserved field is not zero") }
-        return u32(at + T.fileCRC)
+        guard reserved == 0 else { throw fail(.badHeader, nil, "the trailer's reserved field is not zero") }
+        return fileCRC
     }
 
     // MARK: Section table
 
-    func readTable(sectionCount: Int, dataEnd: Int) throws -> [SectionEntry] {
-        typealias E = ShardFormat.Entry
+    /// The table's entries in file order, each with its byte range in the file (checked to
+    /// lie between the table and the trailer).
+    func readTable(sectionCount: Int, dataEnd: Int) throws -> ([SectionEntry], [Range<Int>]) {
         let tableEnd = tableEnd(sectionCount)
         guard tableEnd <= dataEnd else {
             throw fail(.badSectionTable, nil, "the table's \(sectionCount) entries end at \(tableEnd), past the trailer at \(dataEnd)")
         }
+        var table = ByteCursor(try slice(ShardFormat.headerSize..<tableEnd, nil))
         var entries: [SectionEntry] = []
+        var placed: [Range<Int>] = []
         entries.reserveCapacity(sectionCount)
+        placed.reserveCapacity(sectionCount)
         var previousEnd = UInt64(tableEnd)
         for i in 0..<sectionCount {
-            let at = ShardFormat.headerSize + ShardFormat.tableEntrySize * i
-            let e = SectionEntry(kind: u32(at + E.kind), flags: u32(at + E.flags), offset: u64(at + E.offset),
-                                 length: u64(at + E.length), crc: u32(at + E.crc))
+            // Fields in file order (Schemas/index-shard.md, Section table): 32 bytes.
+            let e: SectionEntry, reserved: UInt32
+            do {
+                let kind = try table.readUInt32LE(), flags = try table.readUInt32LE()
+                let offset = try table.readUInt64LE(), length = try table.readUInt64LE(), crc = try table.readUInt32LE()
+                reserved = try table.readUInt32LE()
+                e = SectionEntry(kind: kind, flags: flags, offset: offset, length: length, crc: crc)
+            } catch {
+                throw fail(.badSectionTable, nil, "table entry \(i) is cut short: \(error)")   // not reached: the slice holds them all
+            }
             let name = e.name
             let entry = "table entry \(i)"
             guard e.flags & ~ShardFormat.requiredFlag == 0 else {
                 throw fail(.badSectionTable, name, "\(entry): flags \(hex32(e.flags)); only bit 0 (required) is defined")
             }
-            guard u32(at + E.reserved) == 0 else {
+            guard reserved == 0 else {
                 throw fail(.badSectionTable, name, "\(entry): the reserved field is not zero")
             }
             if let first = entries.firstIndex(where: { $0.kind == e.kind }) {
@@ -446,12 +440,12 @@ private struct ShardValidator {
             guard e.offset >= previousEnd else {
                 throw fail(.badSectionTable, name, "\(entry): offset \(e.offset) overlaps the previous section or is out of order (the previous one ends at \(previousEnd))")
             }
-            let (end, overflow) = e.offset.addingReportingOverflow(e.length)
-            guard !overflow, end <= UInt64(dataEnd) else {
+            guard let end = Checked.add(e.offset, e.length), end <= UInt64(dataEnd) else {
                 throw fail(.badSectionTable, name, "\(entry): \(e.length) bytes at offset \(e.offset) run past the trailer at \(dataEnd)")
             }
             previousEnd = end
             entries.append(e)
+            placed.append(Int(e.offset)..<Int(end))   // both at most dataEnd, an Int
         }
         for e in entries where SectionKind(rawValue: e.kind) == nil && e.isRequired {
             throw fail(.unknownRequiredSection, e.name, "kind \(e.kind) is marked required but this reader (format_version \(ShardFormat.version)) does not know it: upgrade vidx")
@@ -464,7 +458,7 @@ private struct ShardValidator {
                 throw fail(.badSectionTable, kind.name, "kind \(kind.rawValue) lacks the required flag")
             }
         }
-        return entries
+        return (entries, placed)
     }
 
     // MARK: Lengths
@@ -474,7 +468,7 @@ private struct ShardValidator {
         func length(_ kind: SectionKind) -> UInt64? { ranges[kind.rawValue].map { UInt64($0.count) } }
         func expect(_ kind: SectionKind, _ factors: [UInt64], _ formula: String) throws {
             guard let actual = length(kind) else { return }
-            guard let expected = product(factors) else {
+            guard let expected = Checked.product(factors) else {
                 throw fail(.badSectionLength, kind.name, "is \(actual) bytes, but \(formula) overflows 64 bits (video_count \(h.videoCount) is corrupt)")
             }
             guard actual == expected else {
@@ -482,9 +476,12 @@ private struct ShardValidator {
             }
         }
         let n = h.videoCount, l = UInt64(h.levels), m = UInt64(h.subspaces), d = UInt64(h.dimension)
-        // The ids first: once they fit in the file, N is small enough for an Int and every count below.
+        // The ids first: once they fit in the file (8 N <= file size), N is small enough for
+        // an Int, and 8 (N + 1) cannot overflow either.
         try expect(.ids, [8, n], "8 x N")
-        let count = Int(truncatingIfNeeded: n)
+        guard let count = Int(exactly: n), count < Int.max / 8 - 1 else {   // not reached: 8 N fits the file
+            throw fail(.badSectionLength, SectionKind.ids.name, "video_count \(n) does not fit this reader")
+        }
         try expect(.contentHashes, [32, n], "32 x N")
         try expect(.coarseCodes, [n, m], "N x M")
         try expect(.fineCodes, [n, l - 1, m], "N x (L - 1) x M")
@@ -492,26 +489,26 @@ private struct ShardValidator {
         if let t = length(.tombstones), t % 8 != 0 {
             throw fail(.badSectionLength, SectionKind.tombstones.name, "is \(t) bytes, not a multiple of 8")
         }
+        let offsets = 8 * (count + 1)
         if let r = ranges[SectionKind.externalIDs.rawValue] {
             let name = SectionKind.externalIDs.name
-            let offsets = 8 * (count + 1)
-            guard r.count >= offsets else {
+            var cursor = ByteCursor(try slice(r, name))
+            guard (try? cursor.skip(8 * count)) != nil, let last = try? cursor.readUInt64LE() else {
                 throw fail(.badSectionLength, name, "is \(r.count) bytes, less than the \(offsets) of its N + 1 offsets")
             }
-            let last = u64(r.lowerBound + 8 * count)
-            guard last == UInt64(r.count - offsets) else {
-                throw fail(.badSectionLength, name, "o[N] = \(last), but the section holds \(r.count - offsets) bytes of text after its offsets")
+            guard last == UInt64(cursor.remaining) else {
+                throw fail(.badSectionLength, name, "o[N] = \(last), but the section holds \(cursor.remaining) bytes of text after its offsets")
             }
         }
         if let r = ranges[SectionKind.segments.rawValue] {
             let name = SectionKind.segments.name
-            let head = 8 + 8 * (count + 1)
-            guard r.count >= head else {
+            let head = 8 + offsets
+            var cursor = ByteCursor(try slice(r, name))
+            guard r.count >= head, let g = try? cursor.readUInt64LE() else {
                 throw fail(.badSectionLength, name, "is \(r.count) bytes, less than the \(head) of its count and N + 1 offsets")
             }
-            let g = u64(r.lowerBound)
-            let expected = product([8, g]).flatMap { windows in
-                product([g, l, m]).flatMap { codes in sum([UInt64(head), windows, codes]) }
+            let expected = Checked.product([8, g]).flatMap { windows in
+                Checked.product([g, l, m]).flatMap { codes in Checked.sum([UInt64(head), windows, codes]) }
             }
             guard let expected else {
                 throw fail(.badSectionLength, name, "is \(r.count) bytes, but its segment count \(g) makes 8 + 8 (N + 1) + 8 G + G L M overflow 64 bits")
@@ -522,10 +519,12 @@ private struct ShardValidator {
         }
         if let r = ranges[SectionKind.hashCodes.rawValue] {
             let name = SectionKind.hashCodes.name
-            guard r.count >= 8 else { throw fail(.badSectionLength, name, "is \(r.count) bytes, less than its 8-byte head") }
-            let bits = u32(r.lowerBound)
+            var cursor = ByteCursor(try slice(r, name))
+            guard let bits = try? cursor.readUInt32LE(), (try? cursor.skip(4)) != nil else {
+                throw fail(.badSectionLength, name, "is \(r.count) bytes, less than its 8-byte head")
+            }
             let width = (UInt64(bits) + 7) / 8
-            guard let codes = product([n, width]), let expected = sum([8, codes]), UInt64(r.count) == expected else {
+            guard let codes = Checked.product([n, width]), let expected = Checked.sum([8, codes]), UInt64(r.count) == expected else {
                 throw fail(.badSectionLength, name, "is \(r.count) bytes, but 8 + N x ceil(b / 8) is not, for b = \(bits) bits and N = \(n)")
             }
         }
@@ -535,41 +534,39 @@ private struct ShardValidator {
     // MARK: Padding and checksums
 
     /// The bytes between the table, the sections and the trailer must be zero.
-    func checkPadding(_ sections: [SectionEntry], tableEnd: Int, dataEnd: Int) throws {
+    func checkPadding(_ placed: [Range<Int>], _ sections: [SectionEntry], tableEnd: Int, dataEnd: Int) throws {
         var position = tableEnd
-        for (next, name) in gaps(sections, dataEnd: dataEnd) {
-            if next.lowerBound > position,
-               let bad = UnsafeRawBufferPointer(rebasing: bytes[position..<next.lowerBound]).firstIndex(where: { $0 != 0 }) {
-                throw fail(.badContent, nil, "padding byte at offset \(position + bad), before \(name), is not zero")
+        for (next, name) in gaps(placed, sections, dataEnd: dataEnd) {
+            if next.lowerBound > position {
+                let padding = try slice(position..<next.lowerBound, nil)
+                if let bad = padding.firstIndex(where: { $0 != 0 }) {
+                    throw fail(.badContent, nil, "padding byte at offset \(position + bad), before \(name), is not zero")
+                }
             }
             position = max(position, next.upperBound)
         }
     }
 
     /// Every section's range in file order, then the trailer's start, with names.
-    func gaps(_ sections: [SectionEntry], dataEnd: Int) -> [(Range<Int>, String)] {
-        sections.map { e in
-            let start = Int(truncatingIfNeeded: e.offset)
-            return (start..<(start + Int(truncatingIfNeeded: e.length)), "section \(e.name)")
-        } + [(dataEnd..<dataEnd, "the trailer")]
+    func gaps(_ placed: [Range<Int>], _ sections: [SectionEntry], dataEnd: Int) -> [(Range<Int>, String)] {
+        zip(placed, sections).map { ($0, "section \($1.name)") } + [(dataEnd..<dataEnd, "the trailer")]
     }
 
     /// Every section's CRC, then the file's: the CRCs of the bytes between sections joined
     /// with the (now checked) section CRCs, so no byte is read twice.
-    func checkChecksums(_ sections: [SectionEntry], dataEnd: Int, stored: UInt32) throws {
+    func checkChecksums(_ placed: [Range<Int>], _ sections: [SectionEntry], dataEnd: Int, stored: UInt32) throws {
         var fileCRC: UInt32 = 0
         var position = 0
-        for e in sections {
-            let start = Int(truncatingIfNeeded: e.offset), count = Int(truncatingIfNeeded: e.length)
-            let computed = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[start..<(start + count)]))
+        for (range, e) in zip(placed, sections) {
+            let computed = CRC32C.checksum(try slice(range, e.name))
             guard computed == e.crc else {
-                throw fail(.badChecksum, e.name, "stored \(hex32(e.crc)), computed \(hex32(computed)) over \(count) bytes at offset \(start)")
+                throw fail(.badChecksum, e.name, "stored \(hex32(e.crc)), computed \(hex32(computed)) over \(range.count) bytes at offset \(range.lowerBound)")
             }
-            fileCRC = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[position..<start]), continuing: fileCRC)
-            fileCRC = CRC32C.combine(fileCRC, computed, lengthB: UInt64(count))
-            position = start + count
+            fileCRC = CRC32C.checksum(try slice(position..<range.lowerBound, nil), continuing: fileCRC)
+            fileCRC = CRC32C.combine(fileCRC, computed, lengthB: UInt64(range.count))
+            position = range.upperBound
         }
-        fileCRC = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[position..<dataEnd]), continuing: fileCRC)
+        fileCRC = CRC32C.checksum(try slice(position..<dataEnd, nil), continuing: fileCRC)
         guard fileCRC == stored else {
             throw fail(.badChecksum, nil, "the trailer's file_crc: stored \(hex32(stored)), computed \(hex32(fileCRC)) over the \(dataEnd) bytes before the trailer")
         }
@@ -578,15 +575,17 @@ private struct ShardValidator {
     // MARK: Contents
 
     func checkContents(_ h: ShardHeader, n: Int, _ ranges: [UInt32: Range<Int>]) throws {
-        func range(_ kind: SectionKind) -> Range<Int> { ranges[kind.rawValue] ?? 0..<0 }  // mandatory: present
-        try checkExternalIDs(range(.externalIDs), n: n)
+        // The mandatory kinds are present (readTable); their lengths match N (checkLengths).
+        func section(_ kind: SectionKind) throws -> UnsafeRawBufferPointer {
+            try slice(ranges[kind.rawValue] ?? 0..<0, kind.name)
+        }
+        try checkExternalIDs(try section(.externalIDs), n: n)
 
-        let ids = range(.ids)
+        let ids = LittleEndianView(try section(.ids), as: UInt64.self)
         let idsName = SectionKind.ids.name
         let shardCount = UInt64(h.shardCount), shardIndex = UInt64(h.shardIndex)
         var previous: UInt64 = 0
-        for i in 0..<n {
-            let id = u64(ids.lowerBound + 8 * i)
+        for (i, id) in ids.enumerated() {
             if i > 0 && id <= previous {
                 throw fail(.badContent, idsName, "not strictly ascending: row \(i) holds \(id), row \(i - 1) \(previous)")
             }
@@ -595,37 +594,43 @@ private struct ShardValidator {
             }
             previous = id
         }
-        let tombstones = range(.tombstones)
-        for i in stride(from: 8, to: tombstones.count, by: 8) {
-            let a = u64(tombstones.lowerBound + i - 8), b = u64(tombstones.lowerBound + i)
-            if b <= a {
-                throw fail(.badContent, SectionKind.tombstones.name, "not strictly ascending: entry \(i / 8) holds \(b), entry \(i / 8 - 1) \(a)")
-            }
+        let tombstones = LittleEndianView(try section(.tombstones), as: UInt64.self)
+        for i in tombstones.indices.dropFirst() where tombstones[i] <= tombstones[i - 1] {
+            throw fail(.badContent, SectionKind.tombstones.name, "not strictly ascending: entry \(i) holds \(tombstones[i]), entry \(i - 1) \(tombstones[i - 1])")
         }
         let m = Int(h.subspaces), k = Int(h.codewords)
-        try checkCodes(range(.coarseCodes), .coarseCodes, codewords: k, rowBytes: m, describe: { "row \($0), sub-space \($1)" })
+        try checkCodes(try section(.coarseCodes), .coarseCodes, codewords: k, rowBytes: m,
+                       describe: { "row \($0), sub-space \($1)" })
         let fine = (Int(h.levels) - 1) * m
-        try checkCodes(range(.fineCodes), .fineCodes, codewords: k, rowBytes: fine,
+        try checkCodes(try section(.fineCodes), .fineCodes, codewords: k, rowBytes: fine,
                        describe: { "row \($0), level \($1 / m + 1), sub-space \($1 % m)" })
         if let r = ranges[SectionKind.segments.rawValue] {
-            try checkSegments(r, n: n, levels: Int(h.levels), subspaces: m, codewords: k)
+            try checkSegments(try slice(r, SectionKind.segments.name), n: n, levels: Int(h.levels), subspaces: m,
+                              codewords: k)
         }
-        if let r = ranges[SectionKind.hashCodes.rawValue], u32(r.lowerBound + 4) != 0 {
-            throw fail(.badContent, SectionKind.hashCodes.name, "the u32 after the bit count is \(u32(r.lowerBound + 4)), not 0")
+        if let r = ranges[SectionKind.hashCodes.rawValue] {
+            // u32 bits, u32 zero (the length check saw both).
+            let head = LittleEndianView(try slice(r, SectionKind.hashCodes.name), as: UInt32.self)
+            if head.count >= 2, head[1] != 0 {
+                throw fail(.badContent, SectionKind.hashCodes.name, "the u32 after the bit count is \(head[1]), not 0")
+            }
         }
     }
 
     /// Offsets start at 0 and increase (o[N] was checked with the length): every id is
     /// non-empty, and valid UTF-8 on its own.
-    func checkExternalIDs(_ r: Range<Int>, n: Int) throws {
+    func checkExternalIDs(_ section: UnsafeRawBufferPointer, n: Int) throws {
         let name = SectionKind.externalIDs.name
-        let blobStart = r.lowerBound + 8 * (n + 1)
-        let blob = UnsafeRawBufferPointer(rebasing: bytes[blobStart..<r.upperBound])
-        let first = u64(r.lowerBound)
-        guard first == 0 else { throw fail(.badContent, name, "o[0] = \(first), not 0") }
+        var cursor = ByteCursor(section)
+        let offsets: LittleEndianView<UInt64>
+        do { offsets = LittleEndianView(try cursor.take(8 * (n + 1))) } catch {
+            throw fail(.badSectionLength, name, "\(error)")   // not reached: checkLengths
+        }
+        let blob = cursor.takeRest()
+        guard offsets[0] == 0 else { throw fail(.badContent, name, "o[0] = \(offsets[0]), not 0") }
         var previous: UInt64 = 0
         for i in stride(from: 1, through: n, by: 1) {
-            let o = u64(r.lowerBound + 8 * i)
+            let o = offsets[i]
             if o < previous {
                 throw fail(.badContent, name, "offsets decrease: o[\(i)] = \(o) after o[\(i - 1)] = \(previous)")
             }
@@ -635,43 +640,51 @@ private struct ShardValidator {
             previous = o
         }
         // All ASCII (the common case, 8 bytes a step): every split is a character boundary.
-        if isASCII(blob) { return }
+        if UTF8Validation.isASCII(blob) { return }
+        // The ids lie back to back: each is the next o[i + 1] - o[i] bytes of the text.
+        var text = ByteCursor(blob)
         for i in 0..<n {
-            let start = Int(truncatingIfNeeded: u64(r.lowerBound + 8 * i))
-            let end = Int(truncatingIfNeeded: u64(r.lowerBound + 8 * (i + 1)))
-            let piece = UnsafeRawBufferPointer(rebasing: blob[start..<end])
-            if let bad = firstNonUTF8Offset(piece) {
+            let piece: UnsafeRawBufferPointer
+            do { piece = try text.take(offsets[i + 1] - offsets[i]) } catch {
+                throw fail(.badSectionLength, name, "row \(i): \(error)")   // not reached: o[N] is the text's length
+            }
+            if let bad = UTF8Validation.firstInvalidOffset(piece) {
                 throw fail(.badContent, name, "row \(i): the external id is not valid UTF-8 (byte \(bad) of its \(piece.count))")
             }
         }
     }
 
     /// Every byte of a codes section is below K (skipped when K is 256: any byte is).
-    func checkCodes(_ r: Range<Int>, _ kind: SectionKind, codewords: Int, rowBytes: Int,
+    func checkCodes(_ codes: UnsafeRawBufferPointer, _ kind: SectionKind, codewords: Int, rowBytes: Int,
                     describe: (Int, Int) -> String) throws {
-        guard codewords < 256, !r.isEmpty, rowBytes > 0 else { return }
-        let codes = UnsafeRawBufferPointer(rebasing: bytes[r])
+        guard codewords < 256, !codes.isEmpty, rowBytes > 0 else { return }
         let limit = UInt8(codewords)
         guard maxByte(codes) >= limit, let bad = codes.firstIndex(where: { $0 >= limit }) else { return }
         throw fail(.badContent, kind.name, "\(describe(bad / rowBytes, bad % rowBytes)) holds code \(codes[bad]), but codewords K is \(codewords)")
     }
 
     /// The offsets g[0..N] run from 0 to G without decreasing, and every code is below K.
-    func checkSegments(_ r: Range<Int>, n: Int, levels: Int, subspaces: Int, codewords: Int) throws {
+    func checkSegments(_ section: UnsafeRawBufferPointer, n: Int, levels: Int, subspaces: Int, codewords: Int) throws {
         let name = SectionKind.segments.name
-        let g = u64(r.lowerBound)
+        // Lengths were checked: 8 + 8 (N + 1) + 8 G + G L M bytes, so G fits an Int.
+        var cursor = ByteCursor(section)
+        let g: UInt64, offsets: LittleEndianView<UInt64>, codes: UnsafeRawBufferPointer
+        do {
+            g = try cursor.readUInt64LE()
+            offsets = LittleEndianView(try cursor.take(8 * (n + 1)))
+            try cursor.skip(8 * Int(g))   // the time windows: any float pairs
+            codes = try cursor.take(Int(g) * levels * subspaces)
+        } catch {
+            throw fail(.badSectionLength, name, "\(error)")   // not reached: checkLengths
+        }
         var previous: UInt64 = 0
-        for i in 0...n {
-            let o = u64(r.lowerBound + 8 + 8 * i)
+        for (i, o) in offsets.enumerated() {
             if (i == 0 && o != 0) || o < previous || (i == n && o != g) {
                 throw fail(.badContent, name, "offsets must run from g[0] = 0 to g[N] = G = \(g) without decreasing; g[\(i)] = \(o)")
             }
             previous = o
         }
-        // Lengths were checked: G fits, and the codes are the section's last G L M bytes.
-        let codeBytes = Int(truncatingIfNeeded: g) * levels * subspaces
-        try checkCodes((r.upperBound - codeBytes)..<r.upperBound, .segments, codewords: codewords,
-                       rowBytes: levels * subspaces,
+        try checkCodes(codes, .segments, codewords: codewords, rowBytes: levels * subspaces,
                        describe: { "segment \($0), level \($1 / subspaces), sub-space \($1 % subspaces)" })
     }
 }
@@ -683,57 +696,6 @@ private func maxByte(_ bytes: UnsafeRawBufferPointer) -> UInt8 {
     var m: UInt8 = 0
     for b in bytes { m = max(m, b) }
     return m
-}
-
-/// Whether every byte is below 0x80, 8 bytes a step.
-private func isASCII(_ bytes: UnsafeRawBufferPointer) -> Bool {
-    var i = 0
-    var any: UInt64 = 0
-    while i + 8 <= bytes.count {
-        any |= bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-        i += 8
-    }
-    while i < bytes.count {
-        any |= UInt64(bytes[i])
-        i += 1
-    }
-    return any & 0x8080_8080_8080_8080 == 0
-}
-
-/// The offset of the first byte that is not part of valid UTF-8, or nil.
-private func firstNonUTF8Offset(_ bytes: UnsafeRawBufferPointer) -> Int? {
-    var iterator = bytes.makeIterator()
-    var decoder = UTF8()
-    var consumed = 0
-    while true {
-        switch decoder.decode(&iterator) {
-        case .scalarValue(let scalar): consumed += UTF8.width(scalar)
-        case .emptyInput: return nil
-        case .error: return consumed
-        }
-    }
-}
-
-/// The product, or nil on overflow.
-private func product(_ factors: [UInt64]) -> UInt64? {
-    var p: UInt64 = 1
-    for f in factors {
-        let (r, overflow) = p.multipliedReportingOverflow(by: f)
-        if overflow { return nil }
-        p = r
-    }
-    return p
-}
-
-/// The sum, or nil on overflow.
-private func sum(_ terms: [UInt64]) -> UInt64? {
-    var s: UInt64 = 0
-    for t in terms {
-        let (r, overflow) = s.addingReportingOverflow(t)
-        if overflow { return nil }
-        s = r
-    }
-    return s
 }
 
 /// `0x0000abcd`.

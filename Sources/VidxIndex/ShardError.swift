@@ -1,5 +1,3 @@
-// No imports: this file is compiled on its own into the fuzz target (Fuzz/ShardReaderFuzz).
-
 /// A shard file that cannot be read or breaks Schemas/index-shard.md (or shard contents a
 /// writer refuses): what kind of problem, in which file and section, and the details.
 ///

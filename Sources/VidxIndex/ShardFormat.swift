@@ -1,6 +1,4 @@
 // The constants and plain types of the index shard format (Schemas/index-shard.md).
-//
-// No imports: this file is compiled on its own into the fuzz target (Fuzz/ShardReaderFuzz).
 
 /// Constants of the index shard file, format version 1 (Schemas/index-shard.md).
 ///

@@ -1,15 +1,7 @@
 import Foundation
 import Testing
+import VidxTestSupport
 @testable import VidxCore
-
-/// Runs `body` on another thread and fails (instead of hanging the suite) if it has not
-/// returned within `seconds`.
-func returnsWithin<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () -> T) -> T? {
-    let done = DispatchSemaphore(value: 0)
-    nonisolated(unsafe) var result: T?
-    Thread { result = body(); done.signal() }.start()
-    return done.wait(timeout: .now() + seconds) == .success ? result : nil
-}
 
 @Suite("Input files: regular files only, JSON Lines with LF or CRLF, ids compared by bytes")
 struct InputFilesTests {

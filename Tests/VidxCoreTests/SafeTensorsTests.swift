@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VidxTestSupport
 @testable import VidxCore
 
 /// Helpers shared by the safetensors and hashing tests.
@@ -40,7 +41,7 @@ enum TensorTestSupport {
     }
 }
 
-/// SplitMix64: seeded, so that test content and fuzz cases are the same on every run.
+/// SeededGenerator: seeded, so that test content and fuzz cases are the same on every run.
 struct SeededGenerator: RandomNumberGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }

@@ -2,7 +2,7 @@ import Foundation
 import VidxCore
 @testable import VidxIndex
 
-/// SplitMix64: a seeded generator, so random contents are the same on every run.
+/// SeededGenerator: a seeded generator, so random contents are the same on every run.
 struct SeededRandom: RandomNumberGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }
