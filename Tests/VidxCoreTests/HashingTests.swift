@@ -1,4 +1,5 @@
 import Foundation
+import VidxTestSupport
 import Testing
 import VidxCore
 

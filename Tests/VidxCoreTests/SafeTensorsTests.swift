@@ -5,12 +5,8 @@ import VidxTestSupport
 
 /// Helpers shared by the safetensors and hashing tests.
 enum TensorTestSupport {
-    /// A fresh directory per call under the system temporary directory.
-    static func makeDirectory(_ label: String) -> String {
-        let d = NSTemporaryDirectory() + "vidx-\(label)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        return d
-    }
+    /// A fresh directory per call, removed when the test process exits.
+    static func makeDirectory(_ label: String) -> String { makeTestDirectory(label) }
 
     static func write(_ bytes: [UInt8], to path: String) throws {
         try Data(bytes).write(to: URL(fileURLWithPath: path))
@@ -20,37 +16,9 @@ enum TensorTestSupport {
         Array(try Data(contentsOf: URL(fileURLWithPath: path)))
     }
 
-    /// Runs `python3 -c script args...`; returns stdout, or records the failure and throws.
+    /// Runs `python3 -c script args...`; returns stdout, or throws with its stderr.
     static func python(_ script: String, _ args: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [ProcessInfo.processInfo.environment["PYTHON"] ?? "python3", "-c", script] + args
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            struct PythonFailed: Error, CustomStringConvertible { let description: String }
-            throw PythonFailed(description: "python3 exited \(process.terminationStatus) (needs NumPy: make setup): "
-                               + String(decoding: stderr, as: UTF8.self))
-        }
-        return String(decoding: stdout, as: UTF8.self)
-    }
-}
-
-/// SeededGenerator: seeded, so that test content and fuzz cases are the same on every run.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+        try Python.run(["-c", script] + args)
     }
 }
 

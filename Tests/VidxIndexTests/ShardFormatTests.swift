@@ -20,7 +20,7 @@ struct CRC32CTests {
 
     @Test("equals the bitwise definition at every length and alignment")
     func matchesBitwise() {
-        var rng = SeededRandom(seed: 1)
+        var rng = SeededGenerator(seed: 1)
         let data = (0..<300).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         for start in 0..<9 {
             for length in [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 200] {
@@ -33,7 +33,7 @@ struct CRC32CTests {
 
     @Test("chunked computation equals one pass; combine joins CRCs without the bytes")
     func chunkedAndCombined() {
-        var rng = SeededRandom(seed: 2)
+        var rng = SeededGenerator(seed: 2)
         let data = (0..<100_003).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         let whole = CRC32C.checksum(data)
         for _ in 0..<20 {
@@ -163,7 +163,7 @@ struct ShardRoundTripTests {
         let contents = randomContents(n: 40, seed: 5, tombstones: 9, embeddings: true,
                                       extraSections: [(300, false, [9, 9]), (250, false, [1])])
         var shuffled = contents
-        var rng = SeededRandom(seed: 99)
+        var rng = SeededGenerator(seed: 99)
         let permutation = Array(contents.entries.indices).shuffled(using: &rng)
         let d = Int(contents.dimension)
         shuffled.entries = permutation.map { contents.entries[$0] }

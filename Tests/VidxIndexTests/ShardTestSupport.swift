@@ -1,19 +1,7 @@
 import Foundation
 import VidxCore
+import VidxTestSupport
 @testable import VidxIndex
-
-/// SeededGenerator: a seeded generator, so random contents are the same on every run.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// The shape of test shards.
 struct TestShape {
@@ -27,7 +15,7 @@ struct TestShape {
 func randomContents(n: Int, seed: UInt64, shape: TestShape = TestShape(), tombstones: Int = 0,
                     embeddings: Bool = false,
                     extraSections: [(kind: UInt32, required: Bool, bytes: [UInt8])] = []) -> ShardContents {
-    var rng = SeededRandom(seed: seed)
+    var rng = SeededGenerator(seed: seed)
     var entries: [ShardEntry] = []
     var k = 0
     while entries.count < n {
@@ -133,12 +121,8 @@ func validationError(_ bytes: [UInt8], verifyChecksums: Bool = true) -> ShardErr
     return viaValidate
 }
 
-/// A fresh temporary directory.
-func temporaryDirectory() -> String {
-    let d = NSTemporaryDirectory() + "vidx-index-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-    return d
-}
+/// A fresh temporary directory, removed when the test process exits.
+func temporaryDirectory() -> String { makeTestDirectory("index") }
 
 /// CRC-32C one bit at a time, straight from the definition: the reference for the fast one.
 func bitwiseCRC32C(_ bytes: [UInt8]) -> UInt32 {

@@ -33,7 +33,8 @@ public enum Python {
         p.environment = env
         let (o, e) = try runCollecting(p)
         guard p.terminationStatus == 0 else {
-            throw TestDataError(message: "python3 \(args.prefix(2).joined(separator: " ")) failed: \(String(decoding: e, as: UTF8.self))")
+            let what = args.first == "-c" ? "-c SCRIPT" : args.prefix(2).joined(separator: " ")
+            throw TestDataError(message: "python3 \(what) failed (NumPy missing? make setup): \(String(decoding: e, as: UTF8.self))")
         }
         return String(decoding: o, as: UTF8.self)
     }
