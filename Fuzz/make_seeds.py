@@ -27,31 +27,10 @@ ENTRY = struct.Struct("<IIQQII")                     # 32 bytes
 TRAILER = struct.Struct("<II8s")                     # 16 bytes
 
 
-def _crc_table():
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ (0x82F63B78 if c & 1 else 0)
-        table.append(c)
-    return table
-
-
-_TABLE = _crc_table()
-
-
-def crc32c(data: bytes) -> int:
-    c = 0xFFFFFFFF
-    for b in data:
-        c = (c >> 8) ^ _TABLE[(c ^ b) & 0xFF]
-    return c ^ 0xFFFFFFFF
-
-
-assert crc32c(b"123456789") == 0xE3069283
-
-
-def video_id(external_id: str) -> int:
-    return int.from_bytes(hashlib.sha256(external_id.encode("utf-8")).digest()[:8], "little")
+# The shard format's CRC-32C and id rule come from the NumPy reader, the reference the
+# tests already hold the Swift writer to.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Pipelines", "tools"))
+from vidx_index import crc32c, video_id  # noqa: E402
 
 
 def shard(names, levels, m, k, d, shard_index=0, shard_count=1, tombstones=(), embeddings=False,
