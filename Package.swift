@@ -11,6 +11,8 @@
 //                    OpenBLAS), VidxVision (the CNN), VidxExperts (audio, motion)
 //   stage libraries  VidxDecode (1), VidxExtract (2), VidxHCQ (3), VidxIndex (4),
 //                    VidxSearch (query side): each stage callable in-process
+//   pipeline         VidxPipeline: plan, work units, publication, quarantine, run reports,
+//                    metrics, the index lock (what make and Slurm drive)
 //   command line     VidxCLI (the entry funnel, shared options, typed arguments), then one
 //                    thin executable per stage: options plus one call into its library
 // Linux only (built and tested on Debian 12): no platform is claimed that is not tested.
@@ -28,6 +30,8 @@ let package = Package(
         .executable(name: "vidx-shard", targets: ["vidx-shard"]),
         .executable(name: "vidx-verify", targets: ["vidx-verify"]),
         .executable(name: "vidx-search", targets: ["vidx-search"]),
+        .executable(name: "vidx-plan", targets: ["vidx-plan"]),
+        .executable(name: "vidx-pipeline", targets: ["vidx-pipeline"]),
         .executable(name: "vidx-bench", targets: ["vidx-bench"]),
         .library(name: "VidxBytes", targets: ["VidxBytes"]),
         .library(name: "VidxCore", targets: ["VidxCore"]),
@@ -39,10 +43,13 @@ let package = Package(
         .library(name: "VidxHCQ", targets: ["VidxHCQ"]),
         .library(name: "VidxIndex", targets: ["VidxIndex"]),
         .library(name: "VidxSearch", targets: ["VidxSearch"]),
+        .library(name: "VidxPipeline", targets: ["VidxPipeline"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // MARK: C modules
@@ -99,6 +106,15 @@ let package = Package(
         .target(name: "VidxSearch", dependencies: ["VidxCore", "VidxQuantization", "VidxIndex", "CVidxScan"],
                 path: "Sources/VidxSearch"),
 
+        // MARK: Pipeline
+        // Plan, work units (extract in a child process, encode), publication, quarantine,
+        // run reports, Prometheus textfile metrics, the index lock.
+        .target(name: "VidxPipeline",
+                dependencies: ["VidxCore", "VidxDecode", "VidxExtract", "VidxHCQ", "VidxIndex", "VidxNumerics",
+                               .product(name: "Logging", package: "swift-log"),
+                               .product(name: "Prometheus", package: "swift-prometheus")],
+                path: "Sources/VidxPipeline"),
+
         // MARK: Command line
         // The entry funnel (exit statuses), shared option groups, typed arguments.
         .target(name: "VidxCLI", dependencies: ["VidxCore", "VidxDecode", argumentParser], path: "Sources/VidxCLI"),
@@ -116,6 +132,9 @@ let package = Package(
                           path: "Sources/vidx-verify"),
         .executableTarget(name: "vidx-search", dependencies: ["VidxCLI", "VidxSearch", "VidxIndex", "VidxCore"],
                           path: "Sources/vidx-search"),
+        .executableTarget(name: "vidx-plan", dependencies: ["VidxCLI", "VidxPipeline", "VidxCore"], path: "Sources/vidx-plan"),
+        .executableTarget(name: "vidx-pipeline", dependencies: ["VidxCLI", "VidxPipeline", "VidxCore"],
+                          path: "Sources/vidx-pipeline"),
         // Measurements for the benchmark scripts (not a pipeline stage).
         .executableTarget(name: "vidx-bench", dependencies: ["VidxCLI", "VidxNumerics", "VidxVision", "VidxCore"],
                           path: "Sources/vidx-bench"),
@@ -150,6 +169,10 @@ let package = Package(
                     dependencies: ["VidxSearch", "CVidxScan", "VidxIndex", "VidxHCQ", "VidxCore", "VidxTestSupport",
                                    "vidx-shard", "vidx-verify", "vidx-search"],
                     path: "Tests/VidxSearchTests"),
+        .testTarget(name: "VidxPipelineTests",
+                    dependencies: ["VidxPipeline", "VidxIndex", "VidxCore", "VidxTestSupport", "vidx-plan", "vidx-pipeline",
+                                   "vidx-extract", "vidx-shard", "vidx-verify", "vidx-search"],
+                    path: "Tests/VidxPipelineTests"),
         .testTarget(name: "VidxFuzzTests", dependencies: ["VidxTestSupport", "vidx-fuzz"], path: "Tests/VidxFuzzTests"),
     ],
     swiftLanguageModes: [.v6]

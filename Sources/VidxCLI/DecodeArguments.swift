@@ -39,3 +39,24 @@ public struct FrameSize: ExpressibleByArgument, Sendable, Equatable, CustomStrin
     public var description: String { width == height ? "\(width)" : "\(width)x\(height)" }
     public var defaultValueDescription: String { description }
 }
+
+/// The per-video limits, shared by `vidx-decode` and `vidx-extract`: a file over them
+/// fails with `too_large` or `timed_out` and the run goes on.
+public struct LimitOptions: ParsableArguments, Sendable {
+    @Option(name: .customLong("max-pixels"), help: "Refuse videos over this many pixels a frame (0: no limit).")
+    public var maxPixels: Int = DecodeLimits().maxPixels
+
+    @Option(name: .customLong("max-duration"), help: "Refuse videos longer than this many seconds (0: no limit).")
+    public var maxDuration: Double = DecodeLimits().maxDuration
+
+    @Option(name: .long, help: "Give up on a file after this many seconds of wall-clock time (0: no limit).")
+    public var timeout: Double = 600
+
+    public init() {}
+
+    public func validate() throws {
+        guard maxPixels >= 0, maxDuration >= 0, timeout >= 0 else { throw ValidationError("limits must not be negative") }
+    }
+
+    public var limits: DecodeLimits { DecodeLimits(maxPixels: maxPixels, maxDuration: maxDuration, timeout: timeout) }
+}

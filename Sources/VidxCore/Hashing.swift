@@ -15,6 +15,12 @@ public struct FileReadError: Error, CustomStringConvertible, Sendable, Equatable
     public let operation: String
     public let errno: Int32
 
+    public init(path: String, operation: String, errno: Int32) {
+        self.path = path
+        self.operation = operation
+        self.errno = errno
+    }
+
     public var description: String {
         "\(path): \(operation) failed: \(String(cString: strerror(errno)))"
     }

@@ -61,6 +61,10 @@ public enum FailureClass: String, Codable, Sendable, CaseIterable {
     // Encode.
     /// An expert's width differs from the bundle's.
     case wrongWidth = "wrong_width"
+    // The pipeline (vidx-pipeline unit).
+    /// The video crashed the extract process (a fault in FFmpeg or an expert): the unit
+    /// was run again without it. Permanent: tried again only when the file changes.
+    case crashed
 
     /// The classes the decode stage reports for a file (`DecodeError.kind`).
     public static let decode: [FailureClass] = [.notFound, .unreadable, .notMediaFile, .noVideoStream,
@@ -73,6 +77,10 @@ public enum FailureClass: String, Codable, Sendable, CaseIterable {
     public static let encoder: [FailureClass] = [.wrongWidth, .badFeatures, .unknownExpert, .noFeatures]
     /// The classes a codes file can carry: extraction's, kept, and the encoder's own.
     public static let encode: [FailureClass] = extract + [.wrongWidth]
+
+    /// The classes the pipeline's quarantine and run report can carry: every stage's, and
+    /// its own `crashed`.
+    public static let pipeline: [FailureClass] = allCases
 
     /// Whether trying again may succeed without the file or the bundle changing.
     public var isTransient: Bool { self == .unreadable || self == .timedOut }

@@ -1,5 +1,6 @@
 import Foundation
 import VidxCore
+import VidxDecode
 import VidxNumerics
 
 /// The extract stage on one work unit, callable in-process: what `vidx-extract` runs.
@@ -16,6 +17,8 @@ public struct UnitExtractor: Sendable {
     public let imported: [FeatureImport.Expert]
     public let registry: ExpertRegistry
     public let workers: Int
+    /// Per-video limits (pixels, duration, wall clock) handed to the decoder.
+    public let limits: DecodeLimits
     /// The import list's lines by id, and the directory its paths are relative to.
     private let importLines: [ExternalID: ImportLine]
     private let importList: String?
@@ -28,9 +31,11 @@ public struct UnitExtractor: Sendable {
     /// - Throws: `StageFileError` naming the bundle (an expert that cannot be run or has
     ///   another width) or the list (an expert the list may not name), or the CNN's error.
     public init(bundleFingerprint: String, bundle: String, experts: [FeatureImport.Expert], cnnWeights: String?,
-                cnnBatch: Int = 16, workers: Int = 1, importList: String? = nil) throws {
+                cnnBatch: Int = 16, workers: Int = 1, importList: String? = nil,
+                limits: DecodeLimits = DecodeLimits()) throws {
         self.bundleFingerprint = bundleFingerprint
         self.workers = max(1, workers)
+        self.limits = limits
         self.importList = importList
         registry = try ExpertRegistry(cnnWeights: cnnWeights, cnnBatch: cnnBatch)
         var builtin: [(name: String, extractorID: String)] = [], imported: [FeatureImport.Expert] = []
@@ -88,17 +93,24 @@ public struct UnitExtractor: Sendable {
     }
 
     /// Extracts the work unit at `unit` into the features file `out` and its stats file.
-    /// - Parameter note: receives one line per failed video as it fails.
+    /// - Parameters:
+    ///   - journal: a file that gets `start N` before and `end N` after video N (0-based,
+    ///     in unit order) is processed, written straight to the kernel, so that a run
+    ///     killed by a crash in a decoder or an expert tells which videos were in flight
+    ///     (`UnitJournal`); truncated first.
+    ///   - note: receives one line per failed video as it fails.
     /// - Throws: `StageFileError` for a unit that cannot be read, `FileWriteError` when an
-    ///   output cannot be written (then neither output is new).
-    public func run(unit: String, out: String, note: @escaping @Sendable (String) -> Void = { _ in }) throws -> Outcome {
+    ///   output (or the journal) cannot be written (then neither output is new).
+    public func run(unit: String, out: String, journal: String? = nil,
+                    note: @escaping @Sendable (String) -> Void = { _ in }) throws -> Outcome {
         let videos = try UnitVideo.readUnit(path: unit)
+        let log = try journal.map { try UnitJournal(writingTo: $0) }
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let threadsPerWorker = max(1, cores / workers)
         // Per-worker threads for the experts' loops and the CNN's tiles; OpenBLAS stays
         // single-threaded (Documentation/Determinism.md).
         BLAS.setThreads(threadsPerWorker)
-        let extractor = VideoExtractor(registry: registry, experts: builtin, decodeThreads: threadsPerWorker)
+        let extractor = VideoExtractor(registry: registry, experts: builtin, decodeThreads: threadsPerWorker, limits: limits)
 
         // Workers take the next video in unit order; results land in their slot.
         var results = [ExtractedVideo?](repeating: nil, count: videos.count)
@@ -108,7 +120,9 @@ public struct UnitExtractor: Sendable {
         results.withUnsafeMutableBufferPointer { buffer in
             nonisolated(unsafe) let slots = buffer
             Parallel.forEachDynamically(videos.count, workers: workers) { i in
+                log?.record("start", i)
                 let result = extractor.extract(videos[i])
+                log?.record("end", i)
                 lock.lock()
                 defer { lock.unlock() }
                 slots[i] = result

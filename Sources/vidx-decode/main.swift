@@ -52,14 +52,7 @@ struct DecodeCommand: StageCommand {
     @Option(name: .long, help: "FFmpeg threads per file (default: cores / jobs).")
     var threads: Int?
 
-    @Option(name: .customLong("max-pixels"), help: "Refuse videos over this many pixels a frame (0: no limit).")
-    var maxPixels: Int = DecodeLimits().maxPixels
-
-    @Option(name: .customLong("max-duration"), help: "Refuse videos longer than this many seconds (0: no limit).")
-    var maxDuration: Double = DecodeLimits().maxDuration
-
-    @Option(name: .long, help: "Give up on a file after this many seconds of wall-clock time (0: no limit).")
-    var timeout: Double = 600
+    @OptionGroup var limitOptions: LimitOptions
 
     @Argument(help: "Video files.")
     var files: [String] = []
@@ -69,7 +62,6 @@ struct DecodeCommand: StageCommand {
         guard jobs >= 1, jobs <= 64 else { throw ValidationError("--jobs must be between 1 and 64") }
         if let threads, threads < 1 || threads > 64 { throw ValidationError("--threads must be between 1 and 64") }
         guard audioRate >= 1000, audioRate <= 384_000 else { throw ValidationError("--audio-rate must be between 1000 and 384000") }
-        guard maxPixels >= 0, maxDuration >= 0, timeout >= 0 else { throw ValidationError("limits must not be negative") }
     }
 
     var decodeOptions: DecodeOptions {
@@ -83,7 +75,7 @@ struct DecodeCommand: StageCommand {
         o.seekAhead = !noSeek
         o.allowPartial = !noPartial
         o.threads = threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / jobs)
-        o.limits = DecodeLimits(maxPixels: maxPixels, maxDuration: maxDuration, timeout: timeout)
+        o.limits = limitOptions.limits
         return o
     }
 

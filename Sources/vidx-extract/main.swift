@@ -34,6 +34,9 @@ struct ExtractCommand: StageCommand {
         directory and each directory above it, models/efficientnet-lite0/weights.safetensors
         or share/vidx/models/efficientnet-lite0/weights.safetensors (a source tree's
         .build/release finds ./models, an installed PREFIX/bin finds PREFIX/share/vidx/models).
+        Each video gets the decoder's limits (--max-pixels, --max-duration, --timeout: a
+        video over one fails as too_large or timed_out). --journal FILE records which
+        videos are in flight, for the pipeline's crash isolation.
         Exit status: 0 every video extracted; 3 some failed; 2 usage error; 1 the bundle,
         the CNN weights, the unit or the output could not be used.
         """)
@@ -60,6 +63,11 @@ struct ExtractCommand: StageCommand {
     @Option(name: .long, help: "Frames per CNN batch.")
     var batch: Int = 16
 
+    @OptionGroup var limitOptions: LimitOptions
+
+    @Option(name: .long, help: "Record 'start N' and 'end N' per video in this file, so a crash names the videos in flight.")
+    var journal: String?
+
     @OptionGroup var summary: SummaryOptions
 
     func validate() throws {
@@ -81,9 +89,9 @@ struct ExtractCommand: StageCommand {
         let extractor = try UnitExtractor(
             bundleFingerprint: model.fingerprint, bundle: bundle, experts: experts,
             cnnWeights: UnitExtractor.needsCNN(experts) ? try CNNWeights.locate(explicit: cnn) : nil,
-            cnnBatch: batch, workers: workers, importList: importList)
+            cnnBatch: batch, workers: workers, importList: importList, limits: limitOptions.limits)
         MemoryTuning.reuseLargeAllocations()
-        let outcome = try extractor.run(unit: unit, out: out, note: { printError("vidx-extract: \($0)") })
+        let outcome = try extractor.run(unit: unit, out: out, journal: journal, note: { printError("vidx-extract: \($0)") })
         if outcome.missingImports > 0 {
             printError("vidx-extract: note: \(outcome.missingImports) imported expert(s) missing across the unit's videos (not in \(importList ?? ""))")
         }

@@ -1,0 +1,156 @@
+import Foundation
+import VidxCore
+import VidxExtract
+
+/// A pipeline configuration (`Pipelines/NAME.json`, Schemas/pipeline-config.schema.json).
+///
+/// Every field is optional in the file; a missing one takes the default documented here
+/// and in the schema. Unknown fields are refused, so a typo never silently means "default".
+public struct PipelineConfig: Codable, Sendable, Equatable {
+    /// Videos per work unit (the unit of resumption, of `make -j` and of a Slurm array task).
+    public var unitSize = 32
+    /// Base shards of a fresh build (appends and compactions keep the live count).
+    public var shards = 8
+    /// Videos one unit's extract process works on at once (`vidx-extract --workers`).
+    public var extractWorkers = 1
+    /// Frames per CNN batch (`vidx-extract --batch`).
+    public var cnnBatch = 16
+    /// Videos per encoder batch (`vidx-encode --batch`).
+    public var encodeBatch = 16
+    /// Per-video wall-clock limit in seconds (0: none), `vidx-extract --timeout`.
+    public var timeoutSeconds: Double = 600
+    /// Refuse videos over this many pixels a frame (0: no limit).
+    public var maxPixels = 8192 * 4352
+    /// Refuse videos longer than this many seconds (0: no limit).
+    public var maxDurationSeconds: Double = 6 * 3600
+    /// How many runs may try a video that failed for a transient reason (`unreadable`,
+    /// `timed_out`) before it stays quarantined until its file changes or it is released.
+    public var maxAttempts = 3
+    /// How many times a unit is run again without the videos that crashed its extract
+    /// process before the unit itself fails.
+    public var maxCrashRetries = 4
+    /// A video whose content is already indexed (or planned) under another id: `index`
+    /// it under its own id too, or `skip` it. Either way the plan reports it.
+    public var duplicates: DuplicatePolicy = .index
+    /// File name extensions a directory scan takes as videos (lowercase, with the dot).
+    public var extensions = PipelineConfig.defaultExtensions
+    /// Also take files with other extensions when FFmpeg recognises them as media with
+    /// a video stream (slower: every such file is opened).
+    public var probeUnknownExtensions = false
+    /// Store float16 coarse embeddings in the shards (exact re-ranking).
+    public var embeddings = false
+    /// The largest share of the live videos a publication may drop (`vidx-shard --max-shrink`).
+    public var maxShrink = 0.10
+    /// Compact after an append when the live generation has more delta shards than this.
+    public var compactAfterDeltaShards = 64
+    /// Compact after an append when more than this share of the generation's entries are
+    /// superseded or deleted.
+    public var compactAfterDeadShare = 0.25
+
+    public enum DuplicatePolicy: String, Codable, Sendable, CaseIterable {
+        case index, skip
+    }
+
+    public static let defaultExtensions = [".3gp", ".avi", ".flv", ".m2ts", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg",
+                                           ".mpg", ".mts", ".ogv", ".ts", ".webm", ".wmv"]
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case unitSize = "unit_size", shards, extractWorkers = "extract_workers", cnnBatch = "cnn_batch"
+        case encodeBatch = "encode_batch", timeoutSeconds = "timeout_seconds", maxPixels = "max_pixels"
+        case maxDurationSeconds = "max_duration_seconds", maxAttempts = "max_attempts"
+        case maxCrashRetries = "max_crash_retries", duplicates, extensions
+        case probeUnknownExtensions = "probe_unknown_extensions", embeddings, maxShrink = "max_shrink"
+        case compactAfterDeltaShards = "compact_after_delta_shards", compactAfterDeadShare = "compact_after_dead_share"
+    }
+
+    public init(from decoder: Decoder) throws {
+        try StrictDecoding.checkKeys(decoder, allowed: Set(CodingKeys.allCases.map(\.rawValue)))
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = PipelineConfig()
+        unitSize = try c.decodeIfPresent(Int.self, forKey: .unitSize) ?? d.unitSize
+        shards = try c.decodeIfPresent(Int.self, forKey: .shards) ?? d.shards
+        extractWorkers = try c.decodeIfPresent(Int.self, forKey: .extractWorkers) ?? d.extractWorkers
+        cnnBatch = try c.decodeIfPresent(Int.self, forKey: .cnnBatch) ?? d.cnnBatch
+        encodeBatch = try c.decodeIfPresent(Int.self, forKey: .encodeBatch) ?? d.encodeBatch
+        timeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .timeoutSeconds) ?? d.timeoutSeconds
+        maxPixels = try c.decodeIfPresent(Int.self, forKey: .maxPixels) ?? d.maxPixels
+        maxDurationSeconds = try c.decodeIfPresent(Double.self, forKey: .maxDurationSeconds) ?? d.maxDurationSeconds
+        maxAttempts = try c.decodeIfPresent(Int.self, forKey: .maxAttempts) ?? d.maxAttempts
+        maxCrashRetries = try c.decodeIfPresent(Int.self, forKey: .maxCrashRetries) ?? d.maxCrashRetries
+        duplicates = try c.decodeIfPresent(DuplicatePolicy.self, forKey: .duplicates) ?? d.duplicates
+        extensions = try c.decodeIfPresent([String].self, forKey: .extensions) ?? d.extensions
+        probeUnknownExtensions = try c.decodeIfPresent(Bool.self, forKey: .probeUnknownExtensions) ?? d.probeUnknownExtensions
+        embeddings = try c.decodeIfPresent(Bool.self, forKey: .embeddings) ?? d.embeddings
+        maxShrink = try c.decodeIfPresent(Double.self, forKey: .maxShrink) ?? d.maxShrink
+        compactAfterDeltaShards = try c.decodeIfPresent(Int.self, forKey: .compactAfterDeltaShards) ?? d.compactAfterDeltaShards
+        compactAfterDeadShare = try c.decodeIfPresent(Double.self, forKey: .compactAfterDeadShare) ?? d.compactAfterDeadShare
+        if let problem = self.problem { throw StrictDecoding.Violation(problem) }
+    }
+
+    /// What is wrong with the values (the schema's ranges), or nil.
+    public var problem: String? {
+        func outside<T: Comparable>(_ name: String, _ v: T, _ r: ClosedRange<T>) -> String? {
+            r.contains(v) ? nil : "\(name) must be between \(r.lowerBound) and \(r.upperBound), not \(v)"
+        }
+        let checks: [String?] = [
+            outside("unit_size", unitSize, 1...100_000), outside("shards", shards, 1...9999),
+            outside("extract_workers", extractWorkers, 1...64), outside("cnn_batch", cnnBatch, 1...1024),
+            outside("encode_batch", encodeBatch, 1...4096), outside("timeout_seconds", timeoutSeconds, 0...86_400 * 7),
+            outside("max_pixels", maxPixels, 0...Int(Int32.max)), outside("max_duration_seconds", maxDurationSeconds, 0...86_400 * 365),
+            outside("max_attempts", maxAttempts, 1...1000), outside("max_crash_retries", maxCrashRetries, 0...1000),
+            outside("max_shrink", maxShrink, 0...1), outside("compact_after_delta_shards", compactAfterDeltaShards, 1...1_000_000),
+            outside("compact_after_dead_share", compactAfterDeadShare, 0...1),
+        ]
+        if let first = checks.compactMap({ $0 }).first { return first }
+        if let bad = extensions.first(where: { !$0.hasPrefix(".") || $0.count < 2 || $0 != $0.lowercased() }) {
+            return "extensions: '\(bad)' must be a lowercase extension with its dot, such as .mp4"
+        }
+        return nil
+    }
+
+    /// Reads a configuration file; nil `path` gives the defaults.
+    /// - Throws: `StageFileError` naming the file and the field.
+    public static func load(path: String?) throws -> PipelineConfig {
+        guard let path else { return PipelineConfig() }
+        let data: Data
+        do { data = try InputFiles.read(path, maxBytes: 1 << 20) } catch {
+            throw StageFileError(path: path, message: "cannot read the pipeline configuration: \(error)")
+        }
+        do { return try JSONDecoder().decode(PipelineConfig.self, from: data) } catch let v as StrictDecoding.Violation {
+            throw StageFileError(path: path, message: "not a pipeline configuration (Schemas/pipeline-config.schema.json): \(v)")
+        } catch {
+            throw StageFileError(path: path, message: "not a pipeline configuration (Schemas/pipeline-config.schema.json): \(describeDecodingError(error))")
+        }
+    }
+
+    /// The settings that change what the extract stage writes for a video: part of every
+    /// unit's name, so that changing one makes new units instead of reusing old features.
+    public var extractionKey: String {
+        let sampling = "fps=\(ExtractSampling.framesPerSecond),size=\(ExtractSampling.frameSize),audio=\(ExtractSampling.audioSampleRate)"
+        return "extract-v1;\(sampling);timeout=\(timeoutSeconds);max_pixels=\(maxPixels);max_duration=\(maxDurationSeconds);embeddings=\(embeddings)"
+    }
+
+    /// The configuration as canonical JSON (sorted keys, every field): what outputs record.
+    public var canonicalJSON: Data {
+        (try? makeJSONEncoder().encode(self)) ?? Data()
+    }
+
+    public var sha256: String { SHA256Digest.hex(Array(canonicalJSON)) }
+}
+
+/// A decoding error as one readable line (the coding path and what was wrong).
+public func describeDecodingError(_ error: Error) -> String {
+    guard let e = error as? DecodingError else { return "\(error)" }
+    func path(_ c: [CodingKey]) -> String { c.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".") }
+    switch e {
+    case .typeMismatch(let t, let ctx): return "\(path(ctx.codingPath)): expected \(t)"
+    case .valueNotFound(let t, let ctx): return "\(path(ctx.codingPath)): expected \(t), found null"
+    case .keyNotFound(let k, let ctx): return "\(path(ctx.codingPath + [k])): missing"
+    case .dataCorrupted(let ctx):
+        if let v = ctx.underlyingError as? StrictDecoding.Violation { return "\(path(ctx.codingPath)): \(v)" }
+        return ctx.codingPath.isEmpty ? "not valid JSON" : "\(path(ctx.codingPath)): \(ctx.debugDescription)"
+    @unknown default: return "\(error)"
+    }
+}
