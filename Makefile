@@ -11,10 +11,10 @@ BIN = .build/$(CONFIG)
 # Debian packages the project needs: FFmpeg's libraries and command-line tool (tests
 # and benchmarks generate their clips with it), OpenBLAS, pkg-config, GNU time.
 APT_PACKAGES = libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev \
-               ffmpeg libopenblas-dev pkg-config time strace
+               ffmpeg libopenblas-dev pkg-config time strace prometheus-node-exporter curl
 PIP_PACKAGES = numpy jsonschema pytest
 
-.PHONY: all setup build test demo models bench-decode bench-encode bench-search bench-extract fuzz fuzz-ci clean
+.PHONY: all setup build test demo index nightly rebuild compact reshard models bench-decode bench-encode bench-search bench-extract fuzz fuzz-ci clean
 
 all: build
 
@@ -40,33 +40,19 @@ test: setup models
 	$(SWIFT) test --skip-build
 	$(PYTHON) -m pytest -q Tests/Python
 
-# The main job on an embedded default: three generated clips (one without sound) as a
-# work unit through every stage with the starter bundle: extract, encode, shard, verify,
-# then search the index by example. Starts from a clean demo-out/ every time.
+# The main job on an embedded default: the pipeline on generated clips (Pipelines/demo.sh):
+# `vidx-pipeline run --mode index` over six clips (one broken: quarantined, exit status 3
+# shown, not propagated), verify, search by example, then a nightly run with two new clips
+# and a changed one (an append generation; the old entry superseded), then a second
+# nightly run that changes nothing. Starts from a clean demo-out/ every time.
 DEMO = demo-out
 demo: build models
-	@rm -rf $(DEMO) && mkdir -p $(DEMO)/videos
-	@ffmpeg -hide_banner -loglevel error -nostdin -y -f lavfi -i testsrc2=size=640x360:rate=25:duration=12 \
-	  -f lavfi -i "sine=frequency=440:duration=12" -c:v libx264 -preset veryfast -pix_fmt yuv420p \
-	  -c:a aac -shortest $(DEMO)/videos/pattern.mp4
-	@ffmpeg -hide_banner -loglevel error -nostdin -y -f lavfi -i mandelbrot=size=640x360:rate=25 -t 10 \
-	  -f lavfi -i "sine=frequency=1000:duration=10" -c:v libx264 -preset veryfast -pix_fmt yuv420p \
-	  -c:a aac -shortest $(DEMO)/videos/zoom.mp4
-	@ffmpeg -hide_banner -loglevel error -nostdin -y -f lavfi -i smptebars=size=640x360:rate=25:duration=8 \
-	  -c:v libx264 -preset veryfast -pix_fmt yuv420p $(DEMO)/videos/bars.mp4
-	@printf '%s\n' '{"id": "demo/pattern", "path": "videos/pattern.mp4"}' '{"id": "demo/zoom", "path": "videos/zoom.mp4"}' \
-	  '{"id": "demo/bars", "path": "videos/bars.mp4"}' > $(DEMO)/unit-0000.jsonl
-	@echo "== vidx-extract: decode each video once, run the appearance, audio and motion experts"
-	$(BIN)/vidx-extract --bundle models/starter --unit $(DEMO)/unit-0000.jsonl --out $(DEMO)/unit-0000.features.safetensors
-	@echo "== vidx-encode: HCQ's video transformer -> coarse and fine codes (starter bundle: untrained weights)"
-	$(BIN)/vidx-encode --bundle models/starter --features $(DEMO)/unit-0000.features.safetensors --out $(DEMO)/unit-0000.codes.safetensors
-	@echo "== vidx-shard: publish an index generation"
-	$(BIN)/vidx-shard --index $(DEMO)/index --bundle models/starter --shards 2 $(DEMO)/unit-0000.codes.safetensors
-	@echo "== vidx-verify"
-	$(BIN)/vidx-verify $(DEMO)/index
-	@echo "== vidx-search --like demo/zoom: the video itself ranks first"
-	$(BIN)/vidx-search $(DEMO)/index --like demo/zoom --k 3
-	@echo "== per-video timings in $(DEMO)/unit-0000.stats.json; the index in $(DEMO)/index"
+	@Pipelines/demo.sh $(BIN) $(DEMO)
+
+# The pipeline (Pipelines/index.mk; Documentation/Pipeline.md): INPUT=DIR_OR_LIST INDEX=DIR,
+# optionally WORK=DIR CONFIG=FILE BUNDLE=DIR JOBS=N METRICS=FILE.
+index nightly rebuild compact reshard: build models
+	@$(MAKE) --no-print-directory -f Pipelines/index.mk $@ BIN=$(abspath $(BIN))
 
 # The starter model bundle (seeded, untrained weights shaped for the built-in experts).
 models: setup

