@@ -135,27 +135,44 @@ def _schema(name):
         return json.load(f)
 
 
+def schema_validator(name):
+    """A validator for Schemas/`name` that resolves references to the other schemas
+    (`{"$ref": "pipeline-config.schema.json"}`) by their `$id`."""
+    import jsonschema
+    import referencing
+    resources = []
+    for f in sorted(os.listdir(SCHEMAS)):
+        if f.endswith(".schema.json"):
+            s = _schema(f)
+            resources.append((s["$id"], referencing.Resource.from_contents(s)))
+    registry = referencing.Registry().with_resources(resources)
+    schema = _schema(name)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema, registry=registry)
+
+
 def validate_json(path, schema):
     """Validates the JSON file at `path` against Schemas/`schema`."""
-    import jsonschema
     with open(path) as f:
-        jsonschema.validate(json.load(f), _schema(schema))
+        schema_validator(schema).validate(json.load(f))
 
 
 def validate_json_text(text, schema):
     """Validates a JSON text against Schemas/`schema`."""
-    import jsonschema
-    jsonschema.validate(json.loads(text), _schema(schema))
+    schema_validator(schema).validate(json.loads(text))
 
 
 def validate_json_lines(path, schema):
     """Validates every non-blank line of a JSON Lines file against Schemas/`schema`."""
-    import jsonschema
-    s = _schema(schema)
+    v = schema_validator(schema)
     with open(path) as f:
-        for line in f:
+        for number, line in enumerate(f, 1):
             if line.strip():
-                jsonschema.validate(json.loads(line), s)
+                try:
+                    v.validate(json.loads(line))
+                except Exception as e:
+                    raise ValueError(f"{path}: line {number}: {e}") from e
 
 
 def stats_statuses(path):
