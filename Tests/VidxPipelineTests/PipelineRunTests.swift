@@ -50,8 +50,9 @@ struct PipelineFixture {
     /// Runs the pipeline; the environment points it at the test build's tools.
     @discardableResult
     func run(mode: String = "index", jobs: Int = 2, deletions: Bool = false, work: String? = nil, inputs: [String]? = nil,
-             environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
-        try runTool("vidx-pipeline", runArguments(mode: mode, jobs: jobs, deletions: deletions, work: work, inputs: inputs),
+             metrics: String? = nil, environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
+        try runTool("vidx-pipeline", runArguments(mode: mode, jobs: jobs, deletions: deletions, work: work, inputs: inputs,
+                                                  metrics: metrics),
                     timeout: 600, environment: Self.environment(environment))
     }
 
@@ -78,6 +79,23 @@ struct PipelineFixture {
         return out
     }
 
+    /// Validates the work directory's files against their schemas: the plan, every unit
+    /// record, the quarantine, the plan's failures (when it has some) and the run reports.
+    func validateWorkFiles() throws {
+        let layout = WorkLayout(work)
+        try Python.call("validate_json", layout.plan, "plan.schema.json")
+        try Python.call("validate_json", layout.latestRun, "run-report.schema.json")
+        for name in try FileManager.default.contentsOfDirectory(atPath: layout.units) where name.hasSuffix(".unit.json") {
+            try Python.call("validate_json", layout.units + "/" + name, "unit-record.schema.json")
+        }
+        if FileManager.default.fileExists(atPath: layout.quarantine) {
+            try Python.call("validate_json_lines", layout.quarantine, "quarantine.schema.json")
+        }
+        if FileManager.default.fileExists(atPath: layout.planFailures) {
+            try Python.call("validate_json_lines", layout.planFailures, "plan-failures.schema.json")
+        }
+    }
+
     /// The live external ids (vidx-verify --list is not there: search each id by example).
     func isLive(_ id: String) throws -> Bool {
         let r = try runTool("vidx-search", [index, "--like", id, "--k", "1"])
@@ -93,11 +111,11 @@ struct PipelineRunTests {
 
     @Test("index, then nightly: a broken file is quarantined (exit 3), a second run changes nothing (exit 0); a changed file supersedes its entry and a deleted one is tombstoned")
     func lifecycle() throws {
-        let f = try PipelineFixture("pipeline-life")
+        // No compaction here (PipelineRunTests.compaction): the third run's append is kept.
+        let f = try PipelineFixture("pipeline-life", extra: #", "compact_after_dead_share": 0.9"#)
         let first = try f.run(deletions: true)
         #expect(first.status == 3, "\(first.stderr)")
         let r1 = try f.report()
-        try Python.call("validate_json", f.work + "/RUN.json", "run-report.schema.json")
         #expect(r1.result == "published_with_failures" && r1.exitStatus == 3)
         #expect(r1.videos.ok + r1.videos.partial == 3 && r1.videos.failed == 1 && r1.videos.failedByClass == ["corrupt": 1])
         #expect(r1.plan.new == 4 && r1.publication.generation == "g000001" && r1.live?.videos == 3)
@@ -106,8 +124,7 @@ struct PipelineRunTests {
         #expect(try runTool("vidx-verify", [f.index]).status == 0)
         // Ids come from the path relative to the scanned root: two one.mp4 are two videos.
         #expect(try f.isLive("a/one.mp4") && f.isLive("b/one.mp4") && f.isLive("a/two.mp4"))
-        for name in ["plan.json"] { try Python.call("validate_json", f.work + "/" + name, "plan.schema.json") }
-        try Python.call("validate_json_lines", WorkLayout(f.work).quarantine, "quarantine.schema.json")
+        try f.validateWorkFiles()
 
         // The same inputs again: nothing to do, nothing published, exit 0; the broken file is
         // not retried (a permanent failure of the same content).
@@ -133,6 +150,23 @@ struct PipelineRunTests {
         let row = try #require(g.locate(externalID: "b/one.mp4"))
         #expect(SHA256Digest.hexString(g.shards[row.shard].contentHash(at: row.row)) == (try SHA256Digest.hex(fileAt: f.corpus + "/b/one.mp4")))
         #expect(g.counts.superseded == 1 && g.counts.deleted == 1)
+        #expect(try runTool("vidx-verify", [f.index]).status == 0)
+        try f.validateWorkFiles()
+    }
+
+    @Test("an append past compact_after_dead_share is compacted into fresh base shards")
+    func compaction() throws {
+        let f = try PipelineFixture("pipeline-compact", extra: #", "compact_after_dead_share": 0.2"#)
+        #expect(try f.run().status == 3)
+        try PipelineFixture.clip(f.corpus + "/a/two.mp4", "rgbtestsrc", seconds: 2, audio: false)
+        let second = try f.run()
+        #expect(second.status == 0, "\(second.stderr)")
+        let r = try f.report()
+        // The append (g000002) supersedes one of four entries (25 % > 20 %): compacted as g000003.
+        #expect(r.publication.mode == "append" && r.publication.generation == "g000003", "\(r.publication)")
+        #expect(r.publication.compacted?.contains("compact_after_dead_share") == true)
+        let g = try IndexGeneration(indexDirectory: f.index)
+        #expect(g.name == "g000003" && g.counts.live == 3 && g.counts.superseded == 0 && g.shards.count == 2)
         #expect(try runTool("vidx-verify", [f.index]).status == 0)
     }
 
