@@ -28,7 +28,8 @@ public enum PipelineMetrics {
 
     public static func write(report: RunReport, to path: String, state: String) throws {
         let registry = PrometheusCollectorRegistry()
-        let now = Date().timeIntervalSince1970
+        // Milliseconds, so that the time kept in `state` reads back as the same value.
+        let now = (Date().timeIntervalSince1970 * 1000).rounded() / 1000
         let succeeded = report.exitStatus != StageExit.failure
         let keep = state + "/" + lastSuccessFile
         var lastSuccess = (try? String(contentsOfFile: keep, encoding: .utf8)).flatMap { Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
