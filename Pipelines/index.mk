@@ -50,8 +50,8 @@ publish: check-args
 	$(BIN)/vidx-pipeline publish --work $(WORK) --metrics-file $(METRICS)
 
 compact: check-args
-	$(BIN)/vidx-pipeline locked --index $(INDEX) -- $(BIN)/vidx-shard --index $(INDEX) --compact
+	$(BIN)/vidx-pipeline locked --index $(INDEX) -- $(BIN)/vidx-shard --index $(INDEX) --compact --verify
 
 reshard: check-args
 	@test -n "$(SHARDS)" || { echo "index.mk: give SHARDS=N" >&2; exit 2; }
-	$(BIN)/vidx-pipeline locked --index $(INDEX) -- $(BIN)/vidx-shard --index $(INDEX) --compact --shards $(SHARDS)
+	$(BIN)/vidx-pipeline locked --index $(INDEX) -- $(BIN)/vidx-shard --index $(INDEX) --compact --verify --shards $(SHARDS)

@@ -46,12 +46,17 @@ public struct PublishPolicy: Sendable, Equatable {
     public var maxShrink: Double
     /// Publish however many videos the run drops (but never an empty generation).
     public var allowShrink: Bool
+    /// Check the new generation as `vidx-verify` does (every file re-read: sizes, SHA-256,
+    /// CRC-32C, shard validation, codebooks, counts) before `CURRENT` names it; one that
+    /// does not verify is never made live (and is removed as a leftover by the next run).
+    public var verify: Bool
 
     public static let defaultMaxShrink = 0.10
 
-    public init(maxShrink: Double = PublishPolicy.defaultMaxShrink, allowShrink: Bool = false) {
+    public init(maxShrink: Double = PublishPolicy.defaultMaxShrink, allowShrink: Bool = false, verify: Bool = false) {
         self.maxShrink = maxShrink
         self.allowShrink = allowShrink
+        self.verify = verify
     }
 }
 
@@ -123,7 +128,7 @@ public enum IndexBuilder {
             let planned = try plan(unique, tombstones: [], model: model, count: shards, kind: .base, sequence: 0)
             let config = IndexManifest.Config(mode: .build, shards: shards, inputs: sortedInputs(inputs), deletedIDs: nil)
             let manifest = try publish(index: index, parent: live, model: model,
-                                       kept: [], planned: planned, config: config, tool: tool)
+                                       kept: [], planned: planned, config: config, tool: tool, verify: policy.verify)
             return PublishResult(manifest: manifest, unchanged: 0, notFound: [], dropped: dropped)
         }
     }
@@ -197,7 +202,7 @@ public enum IndexBuilder {
             let config = IndexManifest.Config(mode: .append, shards: count, inputs: sortedInputs(inputs),
                                               deletedIDs: listed.count)
             let manifest = try publish(index: index, parent: parent.name, model: model,
-                                       kept: kept, planned: planned, config: config, tool: tool)
+                                       kept: kept, planned: planned, config: config, tool: tool, verify: policy.verify)
             return PublishResult(manifest: manifest, unchanged: unchanged, notFound: notFound, dropped: tombstones.count)
         }
     }
@@ -232,7 +237,7 @@ public enum IndexBuilder {
             let planned = try plan(entries, tombstones: [], model: model, count: count, kind: .base, sequence: 0)
             let config = IndexManifest.Config(mode: .compact, shards: count, inputs: nil, deletedIDs: nil)
             let manifest = try publish(index: index, parent: parent.name, model: model,
-                                       kept: [], planned: planned, config: config, tool: tool)
+                                       kept: [], planned: planned, config: config, tool: tool, verify: policy.verify)
             return PublishResult(manifest: manifest, unchanged: 0, notFound: [])
         }
     }
@@ -317,7 +322,7 @@ public enum IndexBuilder {
 
     static func publish(index: String, parent: String?, model: IndexModel,
                         kept: [(record: IndexManifest.ShardRecord, from: String)], planned: [PlannedShard],
-                        config: IndexManifest.Config, tool: IndexManifest.Tool) throws -> IndexManifest {
+                        config: IndexManifest.Config, tool: IndexManifest.Tool, verify: Bool) throws -> IndexManifest {
         let name = try nextGenerationName(after: parent, index: index)
         let tmp = index + "/.tmp-" + name
         try AtomicFile.makeDirectory(tmp)
@@ -359,6 +364,13 @@ public enum IndexBuilder {
             throw IndexError(path: final, "cannot publish the generation: \(String(cString: strerror(errno)))")
         }
         AtomicFile.syncDirectory(index)
+        if verify {
+            let problems = IndexVerifier.verify(indexDirectory: index, generation: name)
+            guard problems.isEmpty else {
+                throw IndexError(path: final, "the new generation does not verify, so CURRENT still names \(parent ?? "no generation"): "
+                                 + problems.prefix(5).joined(separator: "; ") + (problems.count > 5 ? "; and \(problems.count - 5) more" : ""))
+            }
+        }
         try AtomicFile.write(name + "\n", to: index + "/" + IndexGeneration.currentFileName)
         return manifest
     }

@@ -135,7 +135,7 @@ public struct Publisher {
     func publish(plan: PlanFile, config: PipelineConfig, codes: [String]) -> RunReport.Publication {
         var out = RunReport.Publication()
         let tool = IndexManifest.Tool(name: "vidx-pipeline", version: VidxVersion.string)
-        let policy = PublishPolicy(maxShrink: config.maxShrink, allowShrink: false)
+        let policy = PublishPolicy(maxShrink: config.maxShrink, allowShrink: false, verify: true)
         let hasLive = FileManager.default.fileExists(atPath: plan.index + "/" + IndexGeneration.currentFileName)
         let build = !hasLive || plan.mode == "rebuild"
         if codes.isEmpty && (build || plan.deletions == 0) {

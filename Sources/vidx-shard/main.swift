@@ -12,20 +12,20 @@ struct ShardCommand: StageCommand {
         abstract: "Write codes files into a new index generation and make it live.",
         discussion: """
         Modes: build (default: a fresh generation of --shards base shards from CODES files);
-        --append (keep the live generation's shards and add delta shards with the new and
+        --append (keep the live generation's shards and add delta shards with the new and \
         changed videos; --delete FILE hides the external ids listed in FILE, one per line);
         --compact (rewrite the live generation's live entries into fresh base shards).
-        Every run writes a complete generation INDEX/gNNNNNN, then switches INDEX/CURRENT
+        Every run writes a complete generation INDEX/gNNNNNN, then switches INDEX/CURRENT \
         atomically; an interrupted run leaves the previous generation live.
-        Before anything is written, safety checks run; a refusal changes nothing: a codes
-        file that cannot be read refuses the run (unless --allow-missing-inputs); a
-        generation with no live video is never published; a run that would drop more than
-        --max-shrink of the live generation's videos (deleted, or left out of a rebuild) is
-        refused unless --allow-shrink. Each run first removes what interrupted runs left:
+        Before anything is written, safety checks run; a refusal changes nothing: a codes \
+        file that cannot be read refuses the run (unless --allow-missing-inputs); a \
+        generation with no live video is never published; a run that would drop more than \
+        --max-shrink of the live generation's videos (deleted, or left out of a rebuild) is \
+        refused unless --allow-shrink. Each run first removes what interrupted runs left: \
         temporary names, and generations that are neither CURRENT nor its ancestors.
-        Exit status: 0 done; 3 done with --allow-missing-inputs, but some codes files could
-        not be read (named on stderr) and were left out; 4 refused by a safety check
-        (nothing published, CURRENT unchanged); 2 usage error; 1 nothing was published
+        Exit status: 0 done; 3 done with --allow-missing-inputs, but some codes files could \
+        not be read (named on stderr) and were left out; 4 refused by a safety check \
+        (nothing published, CURRENT unchanged); 2 usage error; 1 nothing was published \
         (bad bundle, codes from another bundle, conflicting inputs, write failure).
         """)
 
@@ -60,6 +60,9 @@ struct ShardCommand: StageCommand {
 
     @Flag(name: .customLong("allow-shrink"), help: "Publish however many live videos the run drops (never an empty index).")
     var allowShrink = false
+
+    @Flag(name: .long, help: "Verify the new generation as vidx-verify does before CURRENT names it; one that does not verify is not made live (exit 1).")
+    var verify = false
 
     @OptionGroup var summary: SummaryOptions
 
@@ -110,7 +113,7 @@ struct ShardCommand: StageCommand {
         }
         let outcome = try IndexJob.run(
             index: index, mode: mode, model: model, codes: codes, embeddings: embeddings,
-            allowMissingInputs: allowMissingInputs, policy: PublishPolicy(maxShrink: maxShrink, allowShrink: allowShrink),
+            allowMissingInputs: allowMissingInputs, policy: PublishPolicy(maxShrink: maxShrink, allowShrink: allowShrink, verify: verify),
             tool: IndexManifest.Tool(name: "vidx-shard", version: VidxVersion.string),
             note: { printError("vidx-shard: \($0)") })
         let result = outcome.result, failed = outcome.inputs.failedVideos
