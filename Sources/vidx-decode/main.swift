@@ -12,7 +12,7 @@ struct DecodeCommand: StageCommand {
         abstract: "Probe videos and sample frames and audio through FFmpeg.",
         discussion: """
         Prints, per file, the probe, the sampled frames and the status (ok, partial, failed).
-        Exit status: 0 every file ok; 3 finished but some files failed or were only partly
+        Exit status: 0 every file ok; 3 finished but some files failed or were only partly \
         decoded; 2 usage error; 1 an output could not be written.
         """)
 

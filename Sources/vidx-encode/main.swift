@@ -11,14 +11,14 @@ struct EncodeCommand: StageCommand {
         commandName: "vidx-encode",
         abstract: "Encode a work unit's features into HCQ codes with a model bundle.",
         discussion: """
-        Reads UNIT.features.safetensors (Schemas/features.md), runs the bundle's HCQ video
-        encoder and writes UNIT.codes.safetensors (Schemas/codes.md) atomically. A video
-        whose features are unusable (wrong width, NaN or infinity, unknown expert, failed
-        extraction, no expert with features, an encoder output that is not finite) is
-        recorded as failed in the output and the others go on. An expert whose first value
-        is NaN is treated as missing, as HCQ's reference does; each is named on stderr and
+        Reads UNIT.features.safetensors (Schemas/features.md), runs the bundle's HCQ video \
+        encoder and writes UNIT.codes.safetensors (Schemas/codes.md) atomically. A video \
+        whose features are unusable (wrong width, NaN or infinity, unknown expert, failed \
+        extraction, no expert with features, an encoder output that is not finite) is \
+        recorded as failed in the output and the others go on. An expert whose first value \
+        is NaN is treated as missing, as HCQ's reference does; each is named on stderr and \
         counted in the summary.
-        Exit status: 0 every video encoded; 3 some videos failed; 2 usage error;
+        Exit status: 0 every video encoded; 3 some videos failed; 2 usage error; \
         1 the bundle, the features file or the output could not be used.
         """)
 

@@ -12,32 +12,32 @@ struct ExtractCommand: StageCommand {
         commandName: "vidx-extract",
         abstract: "Decode each video of a work unit once and run the bundle's experts on it.",
         discussion: """
-        UNIT.jsonl lists the videos, one {"id": ..., "path": ...} object a line
-        (Schemas/work-unit.schema.json). Writes UNIT.features.safetensors
-        (Schemas/features.md) and, beside it, UNIT.stats.json (per video: status, error,
-        frames and audio seconds decoded, seconds decoding and in each expert), both
-        atomically. Frames are sampled at 4 fps, 224 x 224 (centre crop); the appearance
+        UNIT.jsonl lists the videos, one {"id": ..., "path": ...} object a line \
+        (Schemas/work-unit.schema.json). Writes UNIT.features.safetensors \
+        (Schemas/features.md) and, beside it, UNIT.stats.json (per video: status, error, \
+        frames and audio seconds decoded, seconds decoding and in each expert), both \
+        atomically. Frames are sampled at 4 fps, 224 x 224 (centre crop); the appearance \
         expert takes one frame a second, motion all of them; audio at 16 kHz mono.
-        Experts the bundle names that vidx-extract cannot run (face, OCR, speech, ...) come
-        from --import LIST.jsonl, in vidx-import-features' format: each video's files are
-        merged into the same features file. A video the list does not name, or names without
-        one of those experts, has that expert missing (HCQ masks it); a file that cannot be
-        used fails the video. A video from which no expert got a single row is failed
+        Experts the bundle names that vidx-extract cannot run (face, OCR, speech, ...) come \
+        from --import LIST.jsonl, in vidx-import-features' format: each video's files are \
+        merged into the same features file. A video the list does not name, or names without \
+        one of those experts, has that expert missing (HCQ masks it); a file that cannot be \
+        used fails the video. A video from which no expert got a single row is failed \
         (no_features), never stored ok.
         A video that fails is recorded with its error and the others go on.
-        Both outputs are written to temporary names first, then the features file and the
-        stats file last (its presence means the unit is done); an older stats file is
-        removed before the new features file appears. If either cannot be written, neither
+        Both outputs are written to temporary names first, then the features file and the \
+        stats file last (its presence means the unit is done); an older stats file is \
+        removed before the new features file appears. If either cannot be written, neither \
         appears.
-        The appearance expert's CNN weights are --cnn PATH; else
-        $VIDX_MODELS/efficientnet-lite0/weights.safetensors; else, in the executable's
-        directory and each directory above it, models/efficientnet-lite0/weights.safetensors
-        or share/vidx/models/efficientnet-lite0/weights.safetensors (a source tree's
+        The appearance expert's CNN weights are --cnn PATH; else \
+        $VIDX_MODELS/efficientnet-lite0/weights.safetensors; else, in the executable's \
+        directory and each directory above it, models/efficientnet-lite0/weights.safetensors \
+        or share/vidx/models/efficientnet-lite0/weights.safetensors (a source tree's \
         .build/release finds ./models, an installed PREFIX/bin finds PREFIX/share/vidx/models).
-        Each video gets the decoder's limits (--max-pixels, --max-duration, --timeout: a
-        video over one fails as too_large or timed_out). --journal FILE records which
+        Each video gets the decoder's limits (--max-pixels, --max-duration, --timeout: a \
+        video over one fails as too_large or timed_out). --journal FILE records which \
         videos are in flight, for the pipeline's crash isolation.
-        Exit status: 0 every video extracted; 3 some failed; 2 usage error; 1 the bundle,
+        Exit status: 0 every video extracted; 3 some failed; 2 usage error; 1 the bundle, \
         the CNN weights, the unit or the output could not be used.
         """)
 

@@ -11,14 +11,14 @@ struct ImportCommand: StageCommand {
         commandName: "vidx-import-features",
         abstract: "Turn per-video feature files (.npy or .safetensors) into a features file for vidx-encode.",
         discussion: """
-        LIST.jsonl has one line a video: {"id": ..., "experts": {"NAME": {"features": "F.npy",
-        "times": "T.npy"}}} with (n, width) features and optional (n, 2) time windows in
+        LIST.jsonl has one line a video: {"id": ..., "experts": {"NAME": {"features": "F.npy", \
+        "times": "T.npy"}}} with (n, width) features and optional (n, 2) time windows in \
         seconds; paths relative to the list. Widths are checked against the bundle's experts.
-        Ids must be non-empty, at most 4,096 characters and unique (compared by their UTF-8
-        bytes); lines may end in LF or CRLF. A video whose files are missing, malformed, not
-        regular files, of the wrong width or hold NaN is recorded as failed (bad_features),
+        Ids must be non-empty, at most 4,096 characters and unique (compared by their UTF-8 \
+        bytes); lines may end in LF or CRLF. A video whose files are missing, malformed, not \
+        regular files, of the wrong width or hold NaN is recorded as failed (bad_features), \
         one with no feature row at all as failed (no_features), and the others go on.
-        Exit status: 0 all imported; 3 some videos failed; 2 usage error; 1 the bundle, the
+        Exit status: 0 all imported; 3 some videos failed; 2 usage error; 1 the bundle, the \
         list or the output could not be used.
         """)
 

@@ -11,7 +11,7 @@ struct PipelineCommand: StageCommand {
         commandName: "vidx-pipeline",
         abstract: "Run work units, publish them, lock the index, manage the quarantine.",
         discussion: """
-        The steps Pipelines/index.mk runs after vidx-plan: `unit` per work unit (one make
+        The steps Pipelines/index.mk runs after vidx-plan: `unit` per work unit (one make \
         rule each), then `publish`, all under `locked`. See Documentation/Pipeline.md.
         """,
         subcommands: [RunCommand.self, UnitCommand.self, PublishCommand.self, LockedCommand.self, QuarantineCommand.self])
@@ -22,19 +22,19 @@ struct RunCommand: StageCommand {
         commandName: "run",
         abstract: "One whole pipeline run: lock, plan, units (make -j), publish, report.",
         discussion: """
-        Takes the index's pipeline lock, plans (as vidx-plan), runs the plan's units with
-        `make -f WORK/units.mk -k -j JOBS` (one rule per unit; a unit that fails for an
+        Takes the index's pipeline lock, plans (as vidx-plan), runs the plan's units with \
+        `make -f WORK/units.mk -k -j JOBS` (one rule per unit; a unit that fails for an \
         infrastructure reason does not stop the others), then publishes (as `publish`).
-        Safe to interrupt at any point and to run again: finished units are kept, stale
+        Safe to interrupt at any point and to run again: finished units are kept, stale \
         temporaries removed, and the index ends byte-identical to an uninterrupted run's.
-        --mode index: the inputs are the corpus: new and changed videos are appended (a
-        first run builds the index) and, with --deletions, live ids no input names are
-        deleted. --mode nightly: the inputs are new uploads; append only. --mode rebuild:
-        a fresh generation from every input. Index and nightly compact past the
-        configuration's thresholds. This is what Pipelines/index.mk's index, nightly and
+        --mode index: the inputs are the corpus: new and changed videos are appended (a \
+        first run builds the index) and, with --deletions, live ids no input names are \
+        deleted. --mode nightly: the inputs are new uploads; append only. --mode rebuild: \
+        a fresh generation from every input. Index and nightly compact past the \
+        configuration's thresholds. This is what Pipelines/index.mk's index, nightly and \
         rebuild targets run.
-        Exit status: 0 all indexed (or nothing to do); 3 published with failed
-        (quarantined) videos or unfinished units; 1 failed, nothing published; 75 another
+        Exit status: 0 all indexed (or nothing to do); 3 published with failed \
+        (quarantined) videos or unfinished units; 1 failed, nothing published; 75 another \
         run holds the index lock; 2 usage error.
         """)
 
@@ -97,12 +97,12 @@ struct UnitCommand: StageCommand {
         commandName: "unit",
         abstract: "Run one work unit of the plan: extract, encode, record.",
         discussion: """
-        Reads WORK/plan.json for the bundle and the configuration, runs vidx-extract on
-        WORK/units/UNIT.jsonl in a child process (a video that crashes it is recorded
-        `crashed` and the unit runs again without it), encodes, and writes
-        WORK/units/UNIT.unit.json last. A unit already done (its record verifies) is not
+        Reads WORK/plan.json for the bundle and the configuration, runs vidx-extract on \
+        WORK/units/UNIT.jsonl in a child process (a video that crashes it is recorded \
+        `crashed` and the unit runs again without it), encodes, and writes \
+        WORK/units/UNIT.unit.json last. A unit already done (its record verifies) is not \
         run again. vidx-extract is looked for in $VIDX_BIN, else beside this executable.
-        Exit status: 0 the unit is done (some of its videos may have failed: that is data);
+        Exit status: 0 the unit is done (some of its videos may have failed: that is data); \
         1 the infrastructure failed (the unit is redone by the next run); 2 usage error.
         """)
 
@@ -142,15 +142,15 @@ struct PublishCommand: StageCommand {
         commandName: "publish",
         abstract: "Check the plan's units on disk, update the quarantine, publish, report.",
         discussion: """
-        Every unit of WORK/plan.json is checked on disk (its record and the sizes and hashes
-        it lists). The units that finished are published: a fresh build when the index has
-        no live generation (or the plan's mode is rebuild), else an append with the plan's
-        deletions, then a compaction when the live generation passes the configuration's
+        Every unit of WORK/plan.json is checked on disk (its record and the sizes and hashes \
+        it lists). The units that finished are published: a fresh build when the index has \
+        no live generation (or the plan's mode is rebuild), else an append with the plan's \
+        deletions, then a compaction when the live generation passes the configuration's \
         thresholds. Failed videos go to the quarantine; videos indexed at last leave it.
-        Writes WORK/RUN.json (and WORK/runs/ID.json) and, with --metrics-file, a
+        Writes WORK/RUN.json (and WORK/runs/ID.json) and, with --metrics-file, a \
         Prometheus textfile. Prints one summary line.
-        Exit status: 0 every planned video indexed (or nothing to do); 3 published (or
-        nothing needed publishing) with failed videos or unfinished units; 1 nothing
+        Exit status: 0 every planned video indexed (or nothing to do); 3 published (or \
+        nothing needed publishing) with failed videos or unfinished units; 1 nothing \
         published (the publication failed or was refused, or no unit finished); 2 usage.
         """)
 
@@ -179,9 +179,9 @@ struct LockedCommand: StageCommand {
         commandName: "locked",
         abstract: "Run a command holding the index's pipeline lock.",
         discussion: """
-        Takes INDEX/.pipeline.lock with flock (released by the kernel when the holders exit,
-        so never stale after kill -9), writes the holder (host, pid, start time, command)
-        into it, runs COMMAND (which inherits the lock), and exits with its status. When
+        Takes INDEX/.pipeline.lock with flock (released by the kernel when the holders exit, \
+        so never stale after kill -9), writes the holder (host, pid, start time, command) \
+        into it, runs COMMAND (which inherits the lock), and exits with its status. When \
         another run holds the lock: one line naming the holder, exit status 75 (EX_TEMPFAIL).
         SIGINT and SIGTERM are passed on to COMMAND.
         """)
@@ -216,8 +216,8 @@ struct QuarantineCommand: StageCommand {
         commandName: "quarantine",
         abstract: "List or release quarantined videos.",
         discussion: """
-        `list` prints one JSON line per entry (id, path, content_hash, class, message,
-        attempts, first_seen, last_seen), or a table on a terminal. `release ID...` (or
+        `list` prints one JSON line per entry (id, path, content_hash, class, message, \
+        attempts, first_seen, last_seen), or a table on a terminal. `release ID...` (or \
         --class C, or --all) removes entries, so the next run tries those videos again.
         """,
         subcommands: [List.self, Release.self])

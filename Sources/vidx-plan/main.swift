@@ -10,26 +10,26 @@ struct PlanCommand: StageCommand {
         commandName: "vidx-plan",
         abstract: "Diff the inputs against the live index and cut the work into work units.",
         discussion: """
-        Inputs are directories (scanned for video files by extension; hidden names are
-        skipped; a file's id is its path relative to the directory given) and upload lists
-        (JSON Lines in the work-unit format: {"id": ..., "path": ..., "content_hash": ...},
-        paths relative to the list; a content_hash given is trusted). Every other file gets
-        its SHA-256, unless the hash cache (WORK/state/files.jsonl) holds its path with the
+        Inputs are directories (scanned for video files by extension; hidden names are \
+        skipped; a file's id is its path relative to the directory given) and upload lists \
+        (JSON Lines in the work-unit format: {"id": ..., "path": ..., "content_hash": ...}, \
+        paths relative to the list; a content_hash given is trusted). Every other file gets \
+        its SHA-256, unless the hash cache (WORK/state/files.jsonl) holds its path with the \
         same size and modification time.
-        Each video is new, changed (new content under a live id), unchanged, a duplicate
-        (content live or planned under another id: indexed or skipped per the config's
-        "duplicates"), kept out by the quarantine, or retried (a transient failure with
+        Each video is new, changed (new content under a live id), unchanged, a duplicate \
+        (content live or planned under another id: indexed or skipped per the config's \
+        "duplicates"), kept out by the quarantine, or retried (a transient failure with \
         attempts left). With --deletions, live ids that no input names are deleted.
-        The work is sorted by id and cut into units of the config's unit_size; a unit's name
-        is a hash of its ids and content hashes, the bundle and the extraction settings, so
-        re-planning the same inputs gives the same units, and finished units in WORK whose
+        The work is sorted by id and cut into units of the config's unit_size; a unit's name \
+        is a hash of its ids and content hashes, the bundle and the extraction settings, so \
+        re-planning the same inputs gives the same units, and finished units in WORK whose \
         videos are all still wanted are kept whole.
-        Writes WORK/plan.json, WORK/units.list, WORK/units/U.jsonl, WORK/units.mk (one make
-        rule per unit, included by Pipelines/index.mk), WORK/deletions.txt and
-        WORK/plan-failures.jsonl, each atomically, after removing stale temporaries and
-        unit records that do not verify. --dry-run writes nothing and prints the counts,
+        Writes WORK/plan.json, WORK/units.list, WORK/units/U.jsonl, WORK/units.mk (one make \
+        rule per unit, included by Pipelines/index.mk), WORK/deletions.txt and \
+        WORK/plan-failures.jsonl, each atomically, after removing stale temporaries and \
+        unit records that do not verify. --dry-run writes nothing and prints the counts, \
         the estimated decode hours and the disk the units will need.
-        Exit status: 0 planned; 2 usage error; 1 an input, the bundle, the configuration,
+        Exit status: 0 planned; 2 usage error; 1 an input, the bundle, the configuration, \
         the index or the work directory cannot be used.
         """)
 

@@ -11,17 +11,17 @@ struct SearchCommand: StageCommand {
         commandName: "vidx-search",
         abstract: "Search an index with query vectors or by example.",
         discussion: """
-        Q holds L x D query vectors (the text encoder's levels; 8 x 512) or Q x L x D for
-        several queries: a .npy file (float32 or float64) or a safetensors file with a
+        Q holds L x D query vectors (the text encoder's levels; 8 x 512) or Q x L x D for \
+        several queries: a .npy file (float32 or float64) or a safetensors file with a \
         tensor `queries`. --like VIDEO_ID queries with that video's reconstructed levels.
-        Prints one JSON line per hit: query, rank, id, external_id, score (HCQ's score:
+        Prints one JSON line per hit: query, rank, id, external_id, score (HCQ's score: \
         the mean over levels and sub-spaces of the codeword similarities).
-        Nothing mapped is trusted: the manifest follows its schema, the codebooks match its
-        SHA-256, every shard's checksums are verified when the generation is opened (all of
-        its sections; --skip-checksums checks only the headers and tables), and every hit's
-        id is checked against the hash of its external id. Queries are scanned in batches
+        Nothing mapped is trusted: the manifest follows its schema, the codebooks match its \
+        SHA-256, every shard's checksums are verified when the generation is opened (all of \
+        its sections; --skip-checksums checks only the headers and tables), and every hit's \
+        id is checked against the hash of its external id. Queries are scanned in batches \
         of 64, so memory does not grow with their number.
-        Exit status: 0 done; 1 the index or the query could not be used (or a damaged
+        Exit status: 0 done; 1 the index or the query could not be used (or a damaged \
         entry was met); 2 usage error.
         """)
 
