@@ -82,11 +82,19 @@ public struct UnitProgress: Sendable {
         return p
     }
 
-    /// `[3/10 units] u1234...: 32 videos (1 failed) in 41.2 s; 0.78 videos/s, ETA 4m 12s`.
+    /// A bar of `width` cells for the share of units done: `[######--------------]`.
+    public func bar(width: Int = 20) -> String {
+        let filled = total > 0 ? min(width, done * width / total) : width
+        return "[" + String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled) + "]"
+    }
+
+    /// `[######--------------] 3/10 units, u1234...: 32 videos (1 failed) in 41.2 s; 0.78 videos/s, ETA 4m 12s`:
+    /// the terminal line printed as each unit finishes (units run in parallel processes
+    /// under make, so each prints its own line rather than redrawing one).
     public func line(unit: String, record: UnitRecord) -> String {
         let eta = Int(etaSeconds.rounded())
-        return String(format: "[%d/%d units] %@: %d videos (%d failed) in %.1f s; %.2f videos/s, ETA %dm %02ds",
-                      done, total, unit, record.counts.videos, record.counts.failed,
+        return String(format: "%@ %d/%d units, %@: %d videos (%d failed) in %.1f s; %.2f videos/s, ETA %dm %02ds",
+                      bar(), done, total, unit, record.counts.videos, record.counts.failed,
                       record.seconds.extract + record.seconds.encode, videosPerSecond, eta / 60, eta % 60)
     }
 }
