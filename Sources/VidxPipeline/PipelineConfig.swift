@@ -1,5 +1,6 @@
 import Foundation
 import VidxCore
+import VidxHCQ
 import VidxExtract
 
 /// A pipeline configuration (`Pipelines/NAME.json`, Schemas/pipeline-config.schema.json).
@@ -130,6 +131,20 @@ public struct PipelineConfig: Codable, Sendable, Equatable {
     public var extractionKey: String {
         let sampling = "fps=\(ExtractSampling.framesPerSecond),size=\(ExtractSampling.frameSize),audio=\(ExtractSampling.audioSampleRate)"
         return "extract-v1;\(sampling);timeout=\(timeoutSeconds);max_pixels=\(maxPixels);max_duration=\(maxDurationSeconds);embeddings=\(embeddings)"
+    }
+
+    /// What a unit's features depend on besides its videos: the extraction settings and,
+    /// per expert of `experts` (name, extractor id, width, timing), how its features are
+    /// made. Two bundles with the same key can share features: a unit's features made
+    /// with one are re-encoded with the other, decoding nothing (`Planner`, `UnitRunner`).
+    public func featuresKey(experts: [(name: String, extractor: String, width: Int, timing: String)]) -> String {
+        let list = experts.sorted { $0.name < $1.name }.map { "\($0.name)=\($0.extractor);\($0.width);\($0.timing)" }
+        return SHA256Digest.hex(Array("features-v1\n\(extractionKey)\n\(list.joined(separator: "\n"))".utf8))
+    }
+
+    /// `featuresKey` of `bundle`'s experts.
+    public func featuresKey(bundle: ModelBundle) -> String {
+        featuresKey(experts: bundle.config.experts.map { ($0.name, $0.extractor, $0.width, $0.timing.rawValue) })
     }
 
     /// The configuration as canonical JSON (sorted keys, every field): what outputs record.

@@ -36,11 +36,14 @@ public struct PlanFile: Codable, Sendable {
         public var hashCached = 0
         /// Wanted videos already in finished units of the work directory.
         public var inFinishedUnits = 0
+        /// Wanted videos in units that re-encode an earlier unit's features (another bundle
+        /// with the same experts, extractors and extraction settings): nothing decoded.
+        public var featuresReused = 0
 
         enum CodingKeys: String, CodingKey {
             case inputs, new, changed, unchanged, removed, duplicate, duplicateSkipped = "duplicate_skipped"
             case quarantined, retried, missing, unreadable, idConflicts = "id_conflicts", hashed
-            case hashCached = "hash_cached", inFinishedUnits = "in_finished_units"
+            case hashCached = "hash_cached", inFinishedUnits = "in_finished_units", featuresReused = "features_reused"
         }
 
         public init() {}
@@ -54,6 +57,18 @@ public struct PlanFile: Codable, Sendable {
         public var videos: Int
         /// Finished (its record verified) when the plan was made.
         public var done: Bool
+        /// An earlier unit with the same videos whose features another bundle with the same
+        /// features key made: this unit re-encodes them instead of extracting.
+        public var featuresFrom: String?
+
+        enum CodingKeys: String, CodingKey { case name, videos, done, featuresFrom = "features_from" }
+
+        public init(name: String, videos: Int, done: Bool, featuresFrom: String? = nil) {
+            self.name = name
+            self.videos = videos
+            self.done = done
+            self.featuresFrom = featuresFrom
+        }
     }
 
     /// A video the plan could not read.

@@ -146,18 +146,24 @@ public struct Planner {
         // 4. Units.
         let keyPrefix = "\(bundle.fingerprint)\n\(config.extractionKey)\n"
         wanted.sort { Array($0.id.utf8).lexicographicallyPrecedes(Array($1.id.utf8)) }
-        var units: [(name: String, videos: [UnitVideo], done: Bool)] = []
+        var units: [(name: String, videos: [UnitVideo], done: Bool, featuresFrom: String?)] = []
         var pending = wanted
         if !dryRun {
-            let (kept, rest) = keepFinishedUnits(pending, bundle: bundle.fingerprint)
-            units += kept.map { ($0.name, $0.videos, true) }
+            let records = existingRecords()
+            let (kept, rest) = keepFinishedUnits(pending, bundle: bundle.fingerprint, records: records)
+            units += kept.map { ($0.name, $0.videos, true, nil) }
             counts.inFinishedUnits = kept.reduce(0) { $0 + $1.videos.count }
-            pending = rest
+            // Another bundle's features for the same videos, made the same way: re-encode them.
+            let (reused, others) = reusableFeatures(rest, bundle: bundle.fingerprint,
+                                                    featuresKey: config.featuresKey(bundle: bundle), records: records)
+            units += reused.map { (Self.unitName($0.videos, keyPrefix: keyPrefix), $0.videos, false, $0.source) }
+            counts.featuresReused = reused.reduce(0) { $0 + $1.videos.count }
+            pending = others
         }
         var i = 0
         while i < pending.count {
             let chunk = Array(pending[i..<min(pending.count, i + config.unitSize)])
-            units.append((Self.unitName(chunk, keyPrefix: keyPrefix), chunk, false))
+            units.append((Self.unitName(chunk, keyPrefix: keyPrefix), chunk, false, nil))
             i += config.unitSize
         }
         units.sort { $0.name < $1.name }
@@ -172,7 +178,7 @@ public struct Planner {
             tool: "vidx-plan \(VidxVersion.string)", seconds: 0)
 
         if dryRun {
-            plan.units = units.map { .init(name: $0.name, videos: $0.videos.count, done: $0.done) }
+            plan.units = units.map { .init(name: $0.name, videos: $0.videos.count, done: $0.done, featuresFrom: $0.featuresFrom) }
             plan.estimate = Estimate.make(for: units.flatMap(\.videos), uploads: uploads, work: work, bundle: bundle)
             plan.seconds = Date().timeIntervalSince(started)
             return plan
@@ -190,7 +196,7 @@ public struct Planner {
         plan.units = units.map { unit in
             let done = unit.done || (try? UnitRecord.verified(unit.name, in: work, bundleFingerprint: bundle.fingerprint,
                                                                configSha256: config.sha256).get()) != nil
-            return PlanFile.Unit(name: unit.name, videos: unit.videos.count, done: done)
+            return PlanFile.Unit(name: unit.name, videos: unit.videos.count, done: done, featuresFrom: done ? nil : unit.featuresFrom)
         }
         do {
             try AtomicFile.write(deletions.map { $0 + "\n" }.joined(), to: work.deletions)
@@ -364,28 +370,79 @@ public struct Planner {
         return "u" + String(SHA256Digest.hex(bytes).prefix(24))
     }
 
-    /// Finished units (a verified record) whose every video is still wanted with the same
-    /// content: kept whole, so a listing that changed does not redo them.
-    func keepFinishedUnits(_ wanted: [UnitVideo], bundle: String) -> (kept: [(name: String, videos: [UnitVideo])], rest: [UnitVideo]) {
+    /// The units of the work directory that have a record, by name, with their members
+    /// (units whose list cannot be read are left out).
+    func existingRecords() -> [(name: String, members: [UnitVideo])] {
         let work = request.work
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: work.units)) ?? [])
             .filter { $0.hasSuffix(".unit.json") }.map { String($0.dropLast(".unit.json".count)) }
             .filter(WorkLayout.isUnitName).sorted()
-        guard !names.isEmpty else { return ([], wanted) }
+        return names.compactMap { name in
+            guard let members = try? UnitVideo.readUnit(path: work.unitVideos(name)), !members.isEmpty else { return nil }
+            return (name, members)
+        }
+    }
+
+    /// The indices in `wanted` of a unit's members, when every one is wanted with the
+    /// same content and not already taken.
+    static func match(_ members: [UnitVideo], in wanted: [UnitVideo], byID: [ExternalID: Int], taken: [Bool]) -> [Int]? {
+        var out: [Int] = []
+        for m in members {
+            guard let i = byID[ExternalID(m.id)], wanted[i].contentHash == m.contentHash, !taken[i] else { return nil }
+            out.append(i)
+        }
+        return out
+    }
+
+    /// Finished units (a verified record) whose every video is still wanted with the same
+    /// content: kept whole, so a listing that changed does not redo them.
+    func keepFinishedUnits(_ wanted: [UnitVideo], bundle: String, records: [(name: String, members: [UnitVideo])])
+        -> (kept: [(name: String, videos: [UnitVideo])], rest: [UnitVideo]) {
+        guard !records.isEmpty else { return ([], wanted) }
         var byID: [ExternalID: Int] = [:]
         for (i, v) in wanted.enumerated() { byID[ExternalID(v.id)] = i }
         var taken = [Bool](repeating: false, count: wanted.count)
         var kept: [(name: String, videos: [UnitVideo])] = []
-        for name in names {
-            guard let members = try? UnitVideo.readUnit(path: work.unitVideos(name)), !members.isEmpty else { continue }
-            let indices = members.map { m in byID[ExternalID(m.id)].flatMap { wanted[$0].contentHash == m.contentHash && !taken[$0] ? $0 : nil } }
-            guard indices.allSatisfy({ $0 != nil }) else { continue }
-            guard case .success = UnitRecord.verified(name, in: work, bundleFingerprint: bundle,
+        for (name, members) in records {
+            guard let indices = Self.match(members, in: wanted, byID: byID, taken: taken) else { continue }
+            guard case .success = UnitRecord.verified(name, in: request.work, bundleFingerprint: bundle,
                                                       configSha256: request.config.sha256) else { continue }
-            for i in indices { taken[i!] = true }
-            kept.append((name, indices.map { wanted[$0!] }))
+            for i in indices { taken[i] = true }
+            kept.append((name, indices.map { wanted[$0] }))
         }
         return (kept, wanted.indices.filter { !taken[$0] }.map { wanted[$0] })
+    }
+
+    /// Units made with another bundle whose features key is `featuresKey` (the same experts,
+    /// extractors and extraction settings): the wanted videos each holds with the same
+    /// content (not one that crashed it) form a new unit that re-encodes those features.
+    /// The runner checks the source's outputs against its record first, and extracts when
+    /// they fail.
+    func reusableFeatures(_ wanted: [UnitVideo], bundle: String, featuresKey: String,
+                          records: [(name: String, members: [UnitVideo])])
+        -> (reused: [(source: String, videos: [UnitVideo])], rest: [UnitVideo]) {
+        guard !records.isEmpty, !wanted.isEmpty else { return ([], wanted) }
+        var byID: [ExternalID: Int] = [:]
+        for (i, v) in wanted.enumerated() { byID[ExternalID(v.id)] = i }
+        var taken = [Bool](repeating: false, count: wanted.count)
+        var reused: [(source: String, videos: [UnitVideo])] = []
+        for (name, members) in records {
+            let candidates = members.compactMap { m -> Int? in
+                guard let i = byID[ExternalID(m.id)], wanted[i].contentHash == m.contentHash, !taken[i] else { return nil }
+                return i
+            }
+            guard !candidates.isEmpty,
+                  let data = try? InputFiles.read(request.work.record(name), maxBytes: 64 << 20),
+                  let record = try? JSONDecoder().decode(UnitRecord.self, from: data),
+                  record.bundleFingerprint != bundle, record.featuresKey == featuresKey,
+                  record.features != nil, record.stats != nil else { continue }
+            let crashed = Set(record.crashed.map { ExternalID($0.id) })
+            let indices = candidates.filter { !crashed.contains(ExternalID(wanted[$0].id)) }
+            guard !indices.isEmpty else { continue }
+            for i in indices { taken[i] = true }
+            reused.append((name, indices.map { wanted[$0] }))
+        }
+        return (reused, wanted.indices.filter { !taken[$0] }.map { wanted[$0] })
     }
 
     /// Writes unit `u`'s list unless the same bytes are there (a rewrite would be harmless

@@ -46,6 +46,11 @@ public struct UnitRecord: Codable, Sendable, Equatable {
     public var stats: Output?
     public var codes: Output?
     public var crashed: [Crashed]
+    /// `PipelineConfig.featuresKey` of the bundle and configuration the features were made
+    /// with: a later bundle with the same key re-encodes them instead of extracting again.
+    public var featuresKey: String?
+    /// The earlier unit whose features this unit re-encoded (nothing decoded), if any.
+    public var featuresFrom: String?
     public var counts: Counts
     /// Sums over the unit's videos: decoded frames and audio seconds.
     public var frames: Int
@@ -54,12 +59,14 @@ public struct UnitRecord: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case format, formatVersion = "format_version", unit, bundleFingerprint = "bundle_fingerprint"
-        case configSha256 = "config_sha256", tool, features, stats, codes, crashed, counts, frames
+        case configSha256 = "config_sha256", tool, features, stats, codes, crashed
+        case featuresKey = "features_key", featuresFrom = "features_from", counts, frames
         case audioSeconds = "audio_seconds", seconds
     }
 
     public init(unit: String, bundleFingerprint: String, configSha256: String, features: Output?, stats: Output?,
-                codes: Output?, crashed: [Crashed], counts: Counts, frames: Int, audioSeconds: Double, seconds: Seconds) {
+                codes: Output?, crashed: [Crashed], featuresKey: String? = nil, featuresFrom: String? = nil,
+                counts: Counts, frames: Int, audioSeconds: Double, seconds: Seconds) {
         self.unit = unit
         self.bundleFingerprint = bundleFingerprint
         self.configSha256 = configSha256
@@ -68,6 +75,8 @@ public struct UnitRecord: Codable, Sendable, Equatable {
         self.stats = stats
         self.codes = codes
         self.crashed = crashed
+        self.featuresKey = featuresKey
+        self.featuresFrom = featuresFrom
         self.counts = counts
         self.frames = frames
         self.audioSeconds = audioSeconds
@@ -90,6 +99,12 @@ public struct UnitRecord: Codable, Sendable, Equatable {
         stats = try c.decodeIfPresent(Output.self, forKey: .stats)
         codes = try c.decodeIfPresent(Output.self, forKey: .codes)
         crashed = try c.decode([Crashed].self, forKey: .crashed)
+        featuresKey = try c.decodeIfPresent(String.self, forKey: .featuresKey)
+        featuresFrom = try c.decodeIfPresent(String.self, forKey: .featuresFrom)
+        if let k = featuresKey, !StrictDecoding.isLowercaseHex(k, count: 64) {
+            throw StrictDecoding.Violation("features_key must be 64 lowercase hex digits")
+        }
+        if let f = featuresFrom, !WorkLayout.isUnitName(f) { throw StrictDecoding.Violation("features_from must be a unit name") }
         counts = try c.decode(Counts.self, forKey: .counts)
         frames = try c.decode(Int.self, forKey: .frames)
         audioSeconds = try c.decode(Double.self, forKey: .audioSeconds)

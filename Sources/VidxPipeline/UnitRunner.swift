@@ -46,9 +46,14 @@ public struct UnitRunner: Sendable {
     }
 
     /// Runs unit `u` unless it is done already.
-    /// - Parameter note: receives progress and per-video failure lines.
+    /// - Parameters:
+    ///   - featuresFrom: an earlier unit with the same videos whose features were made with
+    ///     the same features key (the plan's `features_from`): they are linked in and
+    ///     re-encoded, decoding nothing, when that unit's outputs still match its record;
+    ///     otherwise the unit extracts as usual.
+    ///   - note: receives progress and per-video failure lines.
     /// - Throws: `UnitFailure` (the infrastructure failed; nothing is left that looks done).
-    public func run(_ u: String, note: @escaping @Sendable (String) -> Void = { _ in }) throws -> Outcome {
+    public func run(_ u: String, featuresFrom: String? = nil, note: @escaping @Sendable (String) -> Void = { _ in }) throws -> Outcome {
         guard WorkLayout.isUnitName(u) else { throw UnitFailure(unit: u, "not a unit name (u and 24 hex digits)") }
         let bundle: ModelBundle
         do { bundle = try ModelBundle(directory: bundleDirectory) } catch {
@@ -64,13 +69,16 @@ public struct UnitRunner: Sendable {
             throw UnitFailure(unit: u, "\(error)")
         }
 
+        let featuresKey = config.featuresKey(bundle: bundle)
+        let reused = featuresFrom.flatMap { reuseFeatures(from: $0, into: u, featuresKey: featuresKey, note: note) } ?? false
+
         // Extract, in a child process, isolating videos that crash it.
         let extractStart = Date()
         var remaining = videos
         var crashed: [UnitRecord.Crashed] = []
         var workers = config.extractWorkers
         var attempts = 0
-        extraction: while !remaining.isEmpty {
+        extraction: while !remaining.isEmpty && !reused {
             let list = remaining.count == videos.count ? work.unitVideos(u) : work.retryVideos(u)
             if list == work.retryVideos(u) { try writeUnit(remaining, to: list, unit: u) }
             let status = try runExtract(unit: list, workers: workers, u: u)
@@ -103,7 +111,7 @@ public struct UnitRunner: Sendable {
                 }
             }
         }
-        let extractSeconds = Date().timeIntervalSince(extractStart)
+        let extractSeconds = reused ? 0 : Date().timeIntervalSince(extractStart)
 
         // Encode in-process, then the record, last.
         var features: UnitRecord.Output? = nil, stats: UnitRecord.Output? = nil, codes: UnitRecord.Output? = nil
@@ -122,15 +130,18 @@ public struct UnitRunner: Sendable {
                     case .failed: counts.failed += 1
                     }
                 }
-                let perVideo = try JSONDecoder().decode([ExtractStatsLine].self, from: try InputFiles.read(work.stats(u)))
-                frames = perVideo.reduce(0) { $0 + $1.frames }
-                audio = perVideo.reduce(0) { $0 + $1.audioSeconds }
+                if !reused {  // decoded by this unit (a reused unit decoded nothing)
+                    let perVideo = try JSONDecoder().decode([ExtractStatsLine].self, from: try InputFiles.read(work.stats(u)))
+                    frames = perVideo.reduce(0) { $0 + $1.frames }
+                    audio = perVideo.reduce(0) { $0 + $1.audioSeconds }
+                }
                 features = try UnitRecord.output(work.features(u))
                 stats = try UnitRecord.output(work.stats(u))
                 codes = try UnitRecord.output(work.codes(u))
             }
             let record = UnitRecord(unit: u, bundleFingerprint: bundle.fingerprint, configSha256: config.sha256,
-                                    features: features, stats: stats, codes: codes, crashed: crashed, counts: counts,
+                                    features: features, stats: stats, codes: codes, crashed: crashed,
+                                    featuresKey: featuresKey, featuresFrom: reused ? featuresFrom : nil, counts: counts,
                                     frames: frames, audioSeconds: audio,
                                     seconds: .init(extract: extractSeconds, encode: encodeSeconds))
             try AtomicFile.write(try makeJSONEncoder(pretty: true).encode(record), to: work.record(u))
@@ -141,6 +152,62 @@ public struct UnitRunner: Sendable {
         } catch {
             throw UnitFailure(unit: u, "\(error)")
         }
+    }
+
+    /// Gives unit `u` the features and stats of unit `source` for `u`'s videos, when
+    /// `source`'s record verifies, was made with `featuresKey`, and its features hold every
+    /// video of `u` with the same content: hard links (or copies) when `u` has exactly
+    /// `source`'s videos, else new files holding `u`'s videos only. Returns false (and says
+    /// why) when they cannot be used: the unit then extracts.
+    func reuseFeatures(from source: String, into u: String, featuresKey: String, note: (String) -> Void) -> Bool {
+        guard WorkLayout.isUnitName(source), source != u else { return false }
+        let record: UnitRecord
+        switch UnitRecord.verified(source, in: work, bundleFingerprint: nil, configSha256: nil) {
+        case .success(let r): record = r
+        case .failure(let why):
+            note("unit \(u): cannot re-encode the features of \(source) (\(why.reason)); extracting instead")
+            return false
+        }
+        do {
+            guard record.featuresKey == featuresKey, record.features != nil, record.stats != nil else {
+                throw UnitFailure(unit: source, "its features were made with other experts, extractors or extraction settings")
+            }
+            let mine = try UnitVideo.readUnit(path: work.unitVideos(u))
+            let file = try FeaturesFile(path: work.features(source))
+            var index: [ExternalID: Int] = [:]
+            for (i, v) in file.videos.enumerated() { index[ExternalID(v.id)] = i }
+            let rows = try mine.map { m -> Int in
+                guard let i = index[ExternalID(m.id)], file.videos[i].contentHash == (m.contentHash ?? "") else {
+                    throw UnitFailure(unit: source, "its features do not hold \(m.id) with that content")
+                }
+                return i
+            }
+            for f in [work.features(u), work.stats(u)] { unlink(f) }
+            if rows == Array(file.videos.indices) {
+                for (from, to) in [(work.features(source), work.features(u)), (work.stats(source), work.stats(u))] {
+                    if link(from, to) != 0 { try AtomicFile.write(try InputFiles.read(from, maxBytes: 1 << 40), to: to) }
+                }
+            } else {
+                var writer = FeaturesWriter(bundleFingerprint: file.bundleFingerprint, extractors: file.extractors)
+                for i in rows { writer.add(file.videos[i], experts: try file.experts(of: i)) }
+                let stats = try JSONSerialization.jsonObject(with: try InputFiles.read(work.stats(source), maxBytes: 1 << 30))
+                guard let lines = stats as? [[String: Any]] else { throw UnitFailure(unit: source, "its stats file is not a list") }
+                var byID: [String: [String: Any]] = [:]
+                for line in lines { if let id = line["id"] as? String { byID[id] = line } }
+                let subset = mine.compactMap { byID[$0.id] }
+                guard subset.count == mine.count else { throw UnitFailure(unit: source, "its stats file does not hold every video") }
+                let statsData = try JSONSerialization.data(withJSONObject: subset, options: [.sortedKeys, .withoutEscapingSlashes])
+                // Stats last, as vidx-extract writes them: their presence means the features are complete.
+                try writer.write(to: work.features(u))
+                try AtomicFile.write(statsData, to: work.stats(u))
+            }
+            AtomicFile.syncDirectory(work.units)
+        } catch {
+            for f in [work.features(u), work.stats(u)] { unlink(f) }
+            note("unit \(u): cannot re-encode the features of \(source) (\(error)); extracting instead")
+            return false
+        }
+        return true
     }
 
     /// The per-video fields of `UNIT.stats.json` the record sums.

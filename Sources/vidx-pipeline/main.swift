@@ -120,7 +120,8 @@ struct UnitCommand: StageCommand {
         let plan = try PlanFile.read(layout)
         let runner = UnitRunner(work: layout, bundleDirectory: plan.bundle.path, config: plan.config.values, cnnWeights: cnn)
         let log = PipelineLog(component: "unit")
-        let outcome = try runner.run(unit, note: { log.event("video", ["unit": unit, "message": $0], level: .warning) })
+        let featuresFrom = plan.units.first { $0.name == unit }?.featuresFrom
+        let outcome = try runner.run(unit, featuresFrom: featuresFrom, note: { log.event("video", ["unit": unit, "message": $0], level: .warning) })
         let r = outcome.record
         if case .alreadyDone = outcome {
             log.event("unit_done", ["unit": unit, "already": "true"])

@@ -117,6 +117,18 @@ def mixed_bundle(d):
 
 # --- Codes files ----------------------------------------------------------------------
 
+def retrained_bundle(src, out, seed):
+    """A copy of bundle `src` with every weight moved by N(0, 0.01^2) noise (seeded): a
+    bundle "retrained" on the same experts and extractors, so another fingerprint and
+    other codes."""
+    config, weights = bundle_tools.load_bundle(src)
+    rng = np.random.default_rng(int(seed))
+    moved = {n: (w + rng.normal(0, 0.01, size=w.shape)).astype(np.float32) for n, w in weights.items()}
+    config = copy.deepcopy(config)
+    config["name"] = config.get("name", "bundle") + "-retrained"
+    return bundle_tools.write_bundle(out, config, moved)
+
+
 def keep_videos_from(path, first, fingerprint):
     """Rewrites a codes file keeping the videos numbered `first` and above (ids P-NNNNN),
     stamped with bundle `fingerprint`."""

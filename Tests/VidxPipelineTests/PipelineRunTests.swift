@@ -38,8 +38,8 @@ struct PipelineFixture {
     }
 
     func runArguments(mode: String = "index", jobs: Int = 2, deletions: Bool = false, work: String? = nil,
-                      inputs: [String]? = nil, metrics: String? = nil) -> [String] {
-        var args = ["run", "--mode", mode, "--index", index, "--work", work ?? self.work, "--bundle", Models.starter,
+                      inputs: [String]? = nil, metrics: String? = nil, index: String? = nil, bundle: String? = nil) -> [String] {
+        var args = ["run", "--mode", mode, "--index", index ?? self.index, "--work", work ?? self.work, "--bundle", bundle ?? Models.starter,
                     "--config", config, "--jobs", "\(jobs)", "--cnn", Models.cnn]
         for i in inputs ?? [corpus] { args += ["--input", i] }
         if deletions { args.append("--deletions") }
@@ -152,6 +152,39 @@ struct PipelineRunTests {
         #expect(g.counts.superseded == 1 && g.counts.deleted == 1)
         #expect(try runTool("vidx-verify", [f.index]).status == 0)
         try f.validateWorkFiles()
+    }
+
+    @Test("a rebuild with a retrained bundle (same experts and extractors) re-encodes the kept features, decoding nothing, into the shards a fresh run with that bundle writes")
+    func rebuildReusesFeatures() throws {
+        let f = try PipelineFixture("pipeline-reuse")
+        #expect(try f.run().status == 3)
+        let retrained = f.root + "/retrained"
+        try Python.call("retrained_bundle", Models.starter, retrained, "3")
+        let env = try PipelineFixture.environment()
+        let rebuild = try runTool("vidx-pipeline", f.runArguments(mode: "rebuild", bundle: retrained), timeout: 600, environment: env)
+        #expect(rebuild.status == 0, "\(rebuild.stderr)")
+        let r = try f.report()
+        #expect(r.plan.featuresReused == 3 && r.frames == 0 && r.audioSeconds == 0, "\(r.plan)")
+        #expect(r.publication.mode == "build" && r.publication.generation == "g000002" && r.live?.videos == 3)
+        let plan = try PlanFile.read(WorkLayout(f.work))
+        #expect(!plan.units.isEmpty && plan.units.allSatisfy { $0.featuresFrom != nil })
+        for u in plan.units {
+            let record = try JSONDecoder().decode(UnitRecord.self, from: read(WorkLayout(f.work).record(u.name)))
+            #expect(record.featuresFrom == u.featuresFrom && record.seconds.extract == 0)
+        }
+        try f.validateWorkFiles()
+        #expect(try runTool("vidx-verify", [f.index]).status == 0)
+
+        // From nothing with the retrained bundle: the same shards and codebooks.
+        let fresh = try runTool("vidx-pipeline", f.runArguments(work: f.root + "/fresh-work", index: f.root + "/fresh-index",
+                                                                  bundle: retrained), timeout: 600, environment: env)
+        #expect(fresh.status == 3, "\(fresh.stderr)")
+        let rebuilt = generationFiles(f.index + "/g000002").filter { $0.key != IndexManifest.fileName }
+        let scratch = generationFiles(f.root + "/fresh-index/g000001").filter { $0.key != IndexManifest.fileName }
+        #expect(rebuilt.count > 2 && rebuilt == scratch)
+        // And the codes differ from the first bundle's: the features were really re-encoded.
+        let first = generationFiles(f.index + "/g000001").filter { $0.key != IndexManifest.fileName }
+        #expect(first != rebuilt)
     }
 
     @Test("an append past compact_after_dead_share is compacted into fresh base shards")
