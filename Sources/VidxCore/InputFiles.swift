@@ -71,16 +71,26 @@ public enum JSONLines {
     /// terminator (LF, or CR LF) and without surrounding spaces and tabs.
     public static func lines(_ data: Data) -> [(number: Int, text: Substring)] {
         var out: [(number: Int, text: Substring)] = []
-        let text = String(decoding: data, as: UTF8.self)
-        // Split on the LF scalar, not on Character: "\r\n" is one Character in Swift.
-        var number = 0
-        for piece in text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false) {
-            number += 1
-            var line = Substring(piece)
-            if line.unicodeScalars.last == "\r" { line = Substring(line.unicodeScalars.dropLast()) }
-            let trimmed = line.trimmingCharacters(in: CharacterSet(charactersIn: " \t"))
-            if trimmed.isEmpty { continue }
-            out.append((number, Substring(trimmed)))
+        // Bytes, not Characters: "\r\n" is one Character in Swift, and LF, CR, space and
+        // tab are single bytes that never occur inside a multi-byte UTF-8 sequence.
+        data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            var number = 0
+            var start = 0
+            while start <= bytes.count {
+                var end = start
+                while end < bytes.count && bytes[end] != 0x0A { end += 1 }
+                number += 1
+                var lo = start, hi = end
+                if hi > lo && bytes[hi - 1] == 0x0D { hi -= 1 }
+                while lo < hi && (bytes[lo] == 0x20 || bytes[lo] == 0x09) { lo += 1 }
+                while hi > lo && (bytes[hi - 1] == 0x20 || bytes[hi - 1] == 0x09) { hi -= 1 }
+                if hi > lo {
+                    out.append((number, Substring(String(decoding: UnsafeBufferPointer(rebasing: bytes[lo..<hi]), as: UTF8.self))))
+                }
+                if end == bytes.count { break }
+                start = end + 1
+            }
         }
         return out
     }
@@ -103,9 +113,10 @@ extension JSONLines {
         let data = try InputFiles.read(path, maxBytes: maxBytes)
         var out: [(line: Int, entry: T)] = []
         var seen: [ExternalID: Int] = [:]
+        let decoder = JSONDecoder()
         for (number, text) in lines(data) {
             let entry: T
-            do { entry = try JSONDecoder().decode(T.self, from: Data(text.utf8)) } catch {
+            do { entry = try decoder.decode(T.self, from: Data(text.utf8)) } catch {
                 throw StageFileError(path: path, message: "line \(number): not \(what) (\(schema)): \(error)")
             }
             let key = id(entry)

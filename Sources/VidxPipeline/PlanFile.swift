@@ -255,7 +255,7 @@ public struct HashCache: Sendable {
     func write(path: String) throws {
         let encoder = makeJSONEncoder()
         var data = Data()
-        let sorted = entries.sorted { Array($0.key.path.string.utf8).lexicographicallyPrecedes(Array($1.key.path.string.utf8)) }
+        let sorted = entries.sorted { $0.key.path.string.utf8.lexicographicallyPrecedes($1.key.path.string.utf8) }
         for (k, h) in sorted {
             data.append(try encoder.encode(Line(path: k.path.string, size: k.size, mtimeNs: k.mtime, sha256: h.hex)))
             data.append(0x0A)

@@ -139,13 +139,13 @@ public struct Planner {
         var deletions: [String] = []
         if request.deletions {
             for id in live.hashes.keys where !seen.contains(id) { deletions.append(id.string) }
-            deletions.sort { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+            deletions.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         }
         counts.removed = deletions.count
 
         // 4. Units.
         let keyPrefix = "\(bundle.fingerprint)\n\(config.extractionKey)\n"
-        wanted.sort { Array($0.id.utf8).lexicographicallyPrecedes(Array($1.id.utf8)) }
+        wanted.sort { $0.id.utf8.lexicographicallyPrecedes($1.id.utf8) }
         var units: [(name: String, videos: [UnitVideo], done: Bool, featuresFrom: String?)] = []
         var pending = wanted
         if !dryRun {
@@ -184,9 +184,12 @@ public struct Planner {
             return plan
         }
 
-        // Write: unit lists (unchanged ones left alone), damaged records removed.
+        // Write: unit lists (unchanged ones left alone; one sync for all), damaged records removed.
+        let encoder = makeJSONEncoder()
+        do { try AtomicFile.writeAll(try units.compactMap { try unitList($0.name, $0.videos, encoder: encoder) }) } catch {
+            throw PlanError("\(error)")
+        }
         for unit in units {
-            try writeUnitList(unit.name, unit.videos)
             if !unit.done, case .failure(let why) = UnitRecord.verified(unit.name, in: work, bundleFingerprint: bundle.fingerprint,
                                                                            configSha256: config.sha256), why.damaged {
                 note("\(why); redoing the unit")
@@ -276,7 +279,7 @@ public struct Planner {
                 found.append((rel, path))
             }
         }
-        return found.sorted { Array($0.0.utf8).lexicographicallyPrecedes(Array($1.0.utf8)) }
+        return found.sorted { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }
     }
 
     // MARK: - Hashing
@@ -445,18 +448,17 @@ public struct Planner {
         return (reused, wanted.indices.filter { !taken[$0] }.map { wanted[$0] })
     }
 
-    /// Writes unit `u`'s list unless the same bytes are there (a rewrite would be harmless
-    /// to make, whose rules depend on lists order-only, but costs a write per unit).
-    func writeUnitList(_ u: String, _ videos: [UnitVideo]) throws {
-        let encoder = makeJSONEncoder()
+    /// Unit `u`'s list, unless the same bytes are there already (a rewrite would be
+    /// harmless, but costs a write per unit). Written with the others by `writeAll`.
+    func unitList(_ u: String, _ videos: [UnitVideo], encoder: JSONEncoder) throws -> (data: Data, path: String)? {
         var data = Data()
         for v in videos {
             data.append(try encoder.encode(v))
             data.append(0x0A)
         }
         let path = request.work.unitVideos(u)
-        if let old = try? Data(contentsOf: URL(fileURLWithPath: path)), old == data { return }
-        do { try AtomicFile.write(data, to: path) } catch { throw PlanError("\(error)") }
+        if let old = try? Data(contentsOf: URL(fileURLWithPath: path)), old == data { return nil }
+        return (data, path)
     }
 
     /// The generated makefile fragment: one rule per unit (Pipelines/index.mk includes it).

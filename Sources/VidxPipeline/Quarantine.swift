@@ -67,7 +67,7 @@ public struct Quarantine: Sendable {
 
     /// Entries sorted by id bytes: the file's order.
     public var sorted: [Entry] {
-        entries.values.sorted { Array($0.id.utf8).lexicographicallyPrecedes(Array($1.id.utf8)) }
+        entries.values.sorted { $0.id.utf8.lexicographicallyPrecedes($1.id.utf8) }
     }
 
     public subscript(id: String) -> Entry? { entries[ExternalID(id)] }

@@ -33,6 +33,29 @@ struct AtomicFileTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["adir"])
     }
 
+    @Test("writeAll: many files in several directories with one sync; a failure renames none and leaves no temporaries")
+    func writeAll() throws {
+        let sub = dir + "/sub"
+        try AtomicFile.makeDirectory(sub)
+        try AtomicFile.write("old", to: dir + "/0.txt")
+        let files = (0..<20).map { i in (data: Data("file \(i)".utf8), path: (i % 2 == 0 ? dir : sub) + "/\(i).txt") }
+        try AtomicFile.writeAll(files)
+        for f in files { #expect(read(f.path) == f.data) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).count == 11)   // 10 files and sub/
+        #expect(try FileManager.default.contentsOfDirectory(atPath: sub).count == 10)
+        // One destination cannot be written (its directory is missing): nothing is renamed.
+        let bad = files.map { (data: Data("new".utf8), path: $0.path) } + [(data: Data("x".utf8), path: dir + "/missing/x.txt")]
+        do {
+            try AtomicFile.writeAll(bad)
+            Issue.record("writeAll into a missing directory succeeded")
+        } catch let e as FileWriteError {
+            #expect(e.description.contains(dir + "/missing/x.txt"))
+        }
+        for f in files { #expect(read(f.path) == f.data) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).allSatisfy { !AtomicFile.isTemporaryName($0) })
+        #expect(try FileManager.default.contentsOfDirectory(atPath: sub).allSatisfy { !AtomicFile.isTemporaryName($0) })
+    }
+
     @Test("JSON output is stable: sorted keys")
     func stableJSON() throws {
         struct S: Encodable { var b = 1; var a = "x/y" }

@@ -43,6 +43,9 @@ struct InputFilesTests {
         // Two lines with CRLF: two entries (Swift's "\r\n" is one Character, so splitting on
         // Character "\n" would have found one line).
         #expect(JSONLines.lines(Data("{}\r\n{}\r\n".utf8)).count == 2)
+        // Multi-byte UTF-8 survives the byte-level split and trim.
+        #expect(JSONLines.lines(Data(" {\"id\":\"caf\u{E9} \u{1F3AC}\"}\t\r\n".utf8)).map { String($0.text) }
+                == ["{\"id\":\"caf\u{E9} \u{1F3AC}\"}"])
     }
 
     @Test("external ids are compared by their UTF-8 bytes: NFC and NFD spellings are two ids")
