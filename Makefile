@@ -14,7 +14,7 @@ APT_PACKAGES = libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libsw
                ffmpeg libopenblas-dev pkg-config time strace prometheus-node-exporter curl
 PIP_PACKAGES = numpy jsonschema pytest
 
-.PHONY: all setup build test demo index nightly rebuild compact reshard models bench-decode bench-encode bench-search bench-extract fuzz fuzz-ci clean
+.PHONY: all setup build test demo index nightly rebuild compact reshard models bench-decode bench-encode bench-search bench-extract bench-pipeline bench-plan fuzz fuzz-ci clean
 
 all: build
 
@@ -70,6 +70,16 @@ bench-search: build
 
 bench-extract: build models
 	$(PYTHON) Pipelines/bench/bench_extract.py --bin $(BIN) --workdir bench-out/extract
+
+# The pipeline from nothing (make index -j 2 on 20 generated 720p clips, 10+ minutes of
+# video) against decoding alone; then vidx-plan on 1,000,000 uploads against an index of
+# 1,000,000 videos (time and peak memory).
+bench-pipeline: build models
+	$(PYTHON) Pipelines/bench/bench_pipeline.py --bin $(BIN) --workdir bench-out/pipeline
+	$(PYTHON) Pipelines/bench/bench_plan.py --bin $(BIN) --workdir bench-out/plan
+
+bench-plan: build models
+	$(PYTHON) Pipelines/bench/bench_plan.py --bin $(BIN) --workdir bench-out/plan
 
 # Fuzzing (libFuzzer + AddressSanitizer) of every reader: index shards, safetensors, NPY,
 # bundle.json and MANIFEST.json. SwiftPM builds `vidx-fuzz` from the package's own targets
