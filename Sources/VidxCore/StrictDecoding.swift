@@ -6,8 +6,8 @@ public enum StrictDecoding {
     /// which JSONDecoder would otherwise ignore. Call first in `init(from:)`.
     /// - Throws: `StrictDecoding.Violation` naming the first unknown key.
     public static func checkKeys(_ decoder: Decoder, allowed: Set<String>) throws {
-        let keys = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue)
-        if let extra = keys.sorted().first(where: { !allowed.contains($0) }) {
+        let unknown = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue).filter { !allowed.contains($0) }
+        if let extra = unknown.min() {
             throw Violation("unknown field '\(extra)' (allowed: \(allowed.sorted().joined(separator: ", ")))")
         }
     }

@@ -185,20 +185,21 @@ public struct Planner {
         }
 
         // Write: unit lists (unchanged ones left alone; one sync for all), damaged records removed.
+        let configSha256 = config.sha256
         let encoder = makeJSONEncoder()
         do { try AtomicFile.writeAll(try units.compactMap { try unitList($0.name, $0.videos, encoder: encoder) }) } catch {
             throw PlanError("\(error)")
         }
         for unit in units {
             if !unit.done, case .failure(let why) = UnitRecord.verified(unit.name, in: work, bundleFingerprint: bundle.fingerprint,
-                                                                           configSha256: config.sha256), why.damaged {
+                                                                           configSha256: configSha256), why.damaged {
                 note("\(why); redoing the unit")
                 for f in work.unitFiles(unit.name) { unlink(f) }
             }
         }
         plan.units = units.map { unit in
             let done = unit.done || (try? UnitRecord.verified(unit.name, in: work, bundleFingerprint: bundle.fingerprint,
-                                                               configSha256: config.sha256).get()) != nil
+                                                               configSha256: configSha256).get()) != nil
             return PlanFile.Unit(name: unit.name, videos: unit.videos.count, done: done, featuresFrom: done ? nil : unit.featuresFrom)
         }
         do {
@@ -406,10 +407,11 @@ public struct Planner {
         for (i, v) in wanted.enumerated() { byID[ExternalID(v.id)] = i }
         var taken = [Bool](repeating: false, count: wanted.count)
         var kept: [(name: String, videos: [UnitVideo])] = []
+        let configSha256 = request.config.sha256
         for (name, members) in records {
             guard let indices = Self.match(members, in: wanted, byID: byID, taken: taken) else { continue }
             guard case .success = UnitRecord.verified(name, in: request.work, bundleFingerprint: bundle,
-                                                      configSha256: request.config.sha256) else { continue }
+                                                      configSha256: configSha256) else { continue }
             for i in indices { taken[i] = true }
             kept.append((name, indices.map { wanted[$0] }))
         }
