@@ -48,8 +48,76 @@ public struct PipelineConfig: Codable, Sendable, Equatable {
     /// superseded or deleted.
     public var compactAfterDeadShare = 0.25
 
+    /// How `vidx-pipeline slurm` submits the units to Slurm (Pipelines/slurm/README.md).
+    public var slurm = Slurm()
+
     public enum DuplicatePolicy: String, Codable, Sendable, CaseIterable {
         case index, skip
+    }
+
+    /// Slurm resources and limits; nothing assumes GPUs.
+    public struct Slurm: Codable, Sendable, Equatable {
+        /// `--partition` of every job (empty: the cluster's default partition).
+        public var partition = ""
+        /// `--account` of every job (empty: the submitter's default).
+        public var account = ""
+        /// `--time` of one unit task (Slurm's format: MM, HH:MM:SS, D-HH:MM:SS).
+        public var timeLimit = "02:00:00"
+        /// `--cpus-per-task` of a unit task.
+        public var cpusPerTask = 2
+        /// `--mem` of a unit task, in MB.
+        public var memoryMB = 4096
+        /// The most unit tasks running at once (`--array=...%C`).
+        public var arrayCap = 64
+        /// Rounds of resubmission of the units whose outputs are missing or invalid after
+        /// the array ended, before the finalize job publishes what finished.
+        public var maxRounds = 2
+        /// `--time` of the finalize job (it publishes).
+        public var finalizeTimeLimit = "01:00:00"
+        /// `--mem` of the finalize job, in MB.
+        public var finalizeMemoryMB = 8192
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case partition, account, timeLimit = "time_limit", cpusPerTask = "cpus_per_task", memoryMB = "memory_mb"
+            case arrayCap = "array_cap", maxRounds = "max_rounds", finalizeTimeLimit = "finalize_time_limit"
+            case finalizeMemoryMB = "finalize_memory_mb"
+        }
+
+        public init(from decoder: Decoder) throws {
+            try StrictDecoding.checkKeys(decoder, allowed: Set(CodingKeys.allCases.map(\.rawValue)))
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let d = Slurm()
+            partition = try c.decodeIfPresent(String.self, forKey: .partition) ?? d.partition
+            account = try c.decodeIfPresent(String.self, forKey: .account) ?? d.account
+            timeLimit = try c.decodeIfPresent(String.self, forKey: .timeLimit) ?? d.timeLimit
+            cpusPerTask = try c.decodeIfPresent(Int.self, forKey: .cpusPerTask) ?? d.cpusPerTask
+            memoryMB = try c.decodeIfPresent(Int.self, forKey: .memoryMB) ?? d.memoryMB
+            arrayCap = try c.decodeIfPresent(Int.self, forKey: .arrayCap) ?? d.arrayCap
+            maxRounds = try c.decodeIfPresent(Int.self, forKey: .maxRounds) ?? d.maxRounds
+            finalizeTimeLimit = try c.decodeIfPresent(String.self, forKey: .finalizeTimeLimit) ?? d.finalizeTimeLimit
+            finalizeMemoryMB = try c.decodeIfPresent(Int.self, forKey: .finalizeMemoryMB) ?? d.finalizeMemoryMB
+        }
+
+        /// What is wrong with the values, or nil.
+        var problem: String? {
+            func outside(_ name: String, _ v: Int, _ r: ClosedRange<Int>) -> String? {
+                r.contains(v) ? nil : "slurm.\(name) must be between \(r.lowerBound) and \(r.upperBound), not \(v)"
+            }
+            if let p = [outside("cpus_per_task", cpusPerTask, 1...1024), outside("memory_mb", memoryMB, 1...16_777_216),
+                        outside("array_cap", arrayCap, 1...100_000), outside("max_rounds", maxRounds, 0...100),
+                        outside("finalize_memory_mb", finalizeMemoryMB, 1...16_777_216)].compactMap({ $0 }).first { return p }
+            for (name, v) in [("time_limit", timeLimit), ("finalize_time_limit", finalizeTimeLimit)]
+            where v.range(of: #"^([0-9]+-)?[0-9]+(:[0-9]{2}){0,2}$"#, options: .regularExpression) == nil {
+                return "slurm.\(name) '\(v)' is not a Slurm time (MM, HH:MM:SS or D-HH:MM:SS)"
+            }
+            for (name, v) in [("partition", partition), ("account", account)]
+            where v.contains(where: { $0 == " " || $0 == "," || $0 == "\n" || $0 == "'" || $0 == "\"" }) {
+                return "slurm.\(name) '\(v)' holds a space, comma or quote"
+            }
+            return nil
+        }
     }
 
     public static let defaultExtensions = [".3gp", ".avi", ".flv", ".m2ts", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg",
@@ -64,6 +132,7 @@ public struct PipelineConfig: Codable, Sendable, Equatable {
         case maxCrashRetries = "max_crash_retries", duplicates, extensions
         case probeUnknownExtensions = "probe_unknown_extensions", embeddings, maxShrink = "max_shrink"
         case compactAfterDeltaShards = "compact_after_delta_shards", compactAfterDeadShare = "compact_after_dead_share"
+        case slurm
     }
 
     public init(from decoder: Decoder) throws {
@@ -87,6 +156,7 @@ public struct PipelineConfig: Codable, Sendable, Equatable {
         maxShrink = try c.decodeIfPresent(Double.self, forKey: .maxShrink) ?? d.maxShrink
         compactAfterDeltaShards = try c.decodeIfPresent(Int.self, forKey: .compactAfterDeltaShards) ?? d.compactAfterDeltaShards
         compactAfterDeadShare = try c.decodeIfPresent(Double.self, forKey: .compactAfterDeadShare) ?? d.compactAfterDeadShare
+        slurm = try c.decodeIfPresent(Slurm.self, forKey: .slurm) ?? d.slurm
         if let problem = self.problem { throw StrictDecoding.Violation(problem) }
     }
 
@@ -105,6 +175,7 @@ public struct PipelineConfig: Codable, Sendable, Equatable {
             outside("compact_after_dead_share", compactAfterDeadShare, 0...1),
         ]
         if let first = checks.compactMap({ $0 }).first { return first }
+        if let p = slurm.problem { return p }
         if let bad = extensions.first(where: { !$0.hasPrefix(".") || $0.count < 2 || $0 != $0.lowercased() }) {
             return "extensions: '\(bad)' must be a lowercase extension with its dot, such as .mp4"
         }
@@ -140,6 +211,15 @@ public struct PipelineConfig: Codable, Sendable, Equatable {
     public func featuresKey(experts: [(name: String, extractor: String, width: Int, timing: String)]) -> String {
         let list = experts.sorted { $0.name < $1.name }.map { "\($0.name)=\($0.extractor);\($0.width);\($0.timing)" }
         return SHA256Digest.hex(Array("features-v1\n\(extractionKey)\n\(list.joined(separator: "\n"))".utf8))
+    }
+
+    /// The SHA-256 of the settings that change what a unit writes: the extraction settings
+    /// and the batch sizes (which can change the last bits of features and embeddings on
+    /// some CPUs). Unit records carry it as `config_sha256`; a unit made with other such
+    /// settings is redone, while the rest (unit size, shards, limits on retries, thresholds,
+    /// Slurm resources) can change without redoing anything.
+    public var unitSettingsSha256: String {
+        SHA256Digest.hex(Array("unit-v1\n\(extractionKey)\ncnn_batch=\(cnnBatch);encode_batch=\(encodeBatch)".utf8))
     }
 
     /// `featuresKey` of `bundle`'s experts.

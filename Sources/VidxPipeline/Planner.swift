@@ -185,7 +185,7 @@ public struct Planner {
         }
 
         // Write: unit lists (unchanged ones left alone; one sync for all), damaged records removed.
-        let configSha256 = config.sha256
+        let configSha256 = config.unitSettingsSha256
         let encoder = makeJSONEncoder()
         do { try AtomicFile.writeAll(try units.compactMap { try unitList($0.name, $0.videos, encoder: encoder) }) } catch {
             throw PlanError("\(error)")
@@ -407,7 +407,7 @@ public struct Planner {
         for (i, v) in wanted.enumerated() { byID[ExternalID(v.id)] = i }
         var taken = [Bool](repeating: false, count: wanted.count)
         var kept: [(name: String, videos: [UnitVideo])] = []
-        let configSha256 = request.config.sha256
+        let configSha256 = request.config.unitSettingsSha256
         for (name, members) in records {
             guard let indices = Self.match(members, in: wanted, byID: byID, taken: taken) else { continue }
             guard case .success = UnitRecord.verified(name, in: request.work, bundleFingerprint: bundle,

@@ -41,7 +41,7 @@ public struct Publisher {
         var records: [UnitRecord] = []
         for unit in plan.units {
             switch UnitRecord.verified(unit.name, in: work, bundleFingerprint: plan.bundle.fingerprint,
-                                       configSha256: plan.config.sha256) {
+                                       configSha256: plan.config.values.unitSettingsSha256) {
             case .success(let r): records.append(r)
             case .failure(let why):
                 report.units.unfinished.append(.init(name: unit.name, reason: why.reason))

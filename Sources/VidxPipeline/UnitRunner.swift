@@ -60,7 +60,7 @@ public struct UnitRunner: Sendable {
             throw UnitFailure(unit: u, "the bundle cannot be used: \(error)")
         }
         if case .success(let record) = UnitRecord.verified(u, in: work, bundleFingerprint: bundle.fingerprint,
-                                                             configSha256: config.sha256) {
+                                                             configSha256: config.unitSettingsSha256) {
             return .alreadyDone(record)
         }
         clean(u)
@@ -139,7 +139,7 @@ public struct UnitRunner: Sendable {
                 stats = try UnitRecord.output(work.stats(u))
                 codes = try UnitRecord.output(work.codes(u))
             }
-            let record = UnitRecord(unit: u, bundleFingerprint: bundle.fingerprint, configSha256: config.sha256,
+            let record = UnitRecord(unit: u, bundleFingerprint: bundle.fingerprint, configSha256: config.unitSettingsSha256,
                                     features: features, stats: stats, codes: codes, crashed: crashed,
                                     featuresKey: featuresKey, featuresFrom: reused ? featuresFrom : nil, counts: counts,
                                     frames: frames, audioSeconds: audio,

@@ -23,6 +23,10 @@ struct PipelineConfigTests {
         (#"{"max_shrink": 1.5}"#, "max_shrink"),
         (#"{"duplicates": "maybe"}"#, "duplicates"),
         (#"{"extensions": ["mp4"]}"#, "extensions"),
+        (#"{"slurm": {"partiton": "cpu"}}"#, "partiton"),
+        (#"{"slurm": {"array_cap": 0}}"#, "array_cap"),
+        (#"{"slurm": {"time_limit": "2 hours"}}"#, "time_limit"),
+        (#"{"slurm": {"partition": "a,b"}}"#, "partition"),
     ])
     func refused(json: String, field: String) throws {
         let dir = makeTestDirectory("config")
@@ -42,6 +46,26 @@ struct PipelineConfigTests {
         let properties = (schema["properties"] as! [String: Any]).keys.sorted()
         #expect(properties == PipelineConfig.CodingKeys.allCases.map(\.rawValue).sorted())
         #expect(schema["additionalProperties"] as? Bool == false)
+        let slurm = (schema["properties"] as! [String: Any])["slurm"] as! [String: Any]
+        #expect((slurm["properties"] as! [String: Any]).keys.sorted() == PipelineConfig.Slurm.CodingKeys.allCases.map(\.rawValue).sorted())
+        #expect(slurm["additionalProperties"] as? Bool == false)
+    }
+
+    @Test("only the settings that change a unit's outputs change the units' settings hash")
+    func unitSettings() {
+        let base = PipelineConfig()
+        var other = base
+        other.unitSize = 7
+        other.shards = 3
+        other.maxAttempts = 9
+        other.slurm.arrayCap = 5
+        #expect(other.unitSettingsSha256 == base.unitSettingsSha256 && other.sha256 != base.sha256)
+        for change in [{ (c: inout PipelineConfig) in c.cnnBatch = 8 }, { $0.encodeBatch = 8 }, { $0.timeoutSeconds = 5 },
+                       { $0.embeddings = true }] {
+            var c = base
+            change(&c)
+            #expect(c.unitSettingsSha256 != base.unitSettingsSha256)
+        }
     }
 
     @Test("changing an extraction setting changes the units' key; the unit size does not")
