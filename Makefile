@@ -13,8 +13,10 @@ BIN = .build/$(CONFIG)
 APT_PACKAGES = libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev \
                ffmpeg libopenblas-dev pkg-config time strace prometheus-node-exporter curl
 PIP_PACKAGES = numpy jsonschema pytest
+# Slurm and munge, for `make test-slurm` (a one-node cluster started by the test itself).
+SLURM_PACKAGES = slurm-wlm munge
 
-.PHONY: all setup build test demo index nightly rebuild compact reshard models bench-decode bench-encode bench-search bench-extract bench-pipeline bench-plan fuzz fuzz-ci clean
+.PHONY: all setup setup-slurm build test test-slurm demo index nightly rebuild compact reshard slurm models bench-decode bench-encode bench-search bench-extract bench-pipeline bench-plan fuzz fuzz-ci clean
 
 all: build
 
@@ -31,6 +33,18 @@ setup:
 	@for p in $(PIP_PACKAGES); do \
 	  $(PYTHON) -c "import $$p" 2>/dev/null || { echo "setup: pip install $$p"; $(PYTHON) -m pip install -q $$p; }; \
 	done
+
+# The Slurm packages, installed the same way (Debian's packages may start no daemon in a
+# container; the test starts its own).
+setup-slurm: setup
+	@missing=""; for p in $(SLURM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "setup-slurm: installing$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "setup-slurm: Slurm packages present"; fi
 
 build: setup
 	$(SWIFT) build -c $(CONFIG) $(BUILD_FLAGS)
@@ -52,6 +66,16 @@ demo: build models
 # The pipeline (Pipelines/index.mk; Documentation/Pipeline.md): INPUT=DIR_OR_LIST INDEX=DIR,
 # optionally WORK=DIR CONFIG=FILE BUNDLE=DIR JOBS=N METRICS=FILE.
 index nightly rebuild compact reshard: build models
+	@$(MAKE) --no-print-directory -f Pipelines/index.mk $@ BIN=$(abspath $(BIN))
+
+# The pipeline on a real one-node Slurm cluster started in a temporary directory
+# (Pipelines/slurm/test-slurm.sh): the index must equal vidx-pipeline run's, a cancelled
+# task is resubmitted, every daemon is stopped.
+test-slurm: setup-slurm build models
+	Pipelines/slurm/test-slurm.sh $(BIN)
+
+# The plan's units on Slurm (Pipelines/slurm/README.md): INPUT=... INDEX=... as for index.
+slurm: build models
 	@$(MAKE) --no-print-directory -f Pipelines/index.mk $@ BIN=$(abspath $(BIN))
 
 # The starter model bundle (seeded, untrained weights shaped for the built-in experts).

@@ -4,6 +4,7 @@
 #   make -f Pipelines/index.mk nightly INPUT=... INDEX=...     the day's uploads: append only
 #   make -f Pipelines/index.mk rebuild INPUT=... INDEX=...     a fresh generation from every input
 #   make -f Pipelines/index.mk compact|reshard SHARDS=N INDEX=...   without re-encoding
+#   make -f Pipelines/index.mk slurm   INPUT=... INDEX=... [MODE=nightly]  the units on Slurm
 #
 # index, nightly and rebuild are one `vidx-pipeline run` each: lock, plan, the units (this
 # directory's generated WORK/units.mk, one rule per unit, run with -k -j JOBS), publish.
@@ -24,9 +25,10 @@ WORK ?= $(INDEX).work
 JOBS ?= 2
 METRICS ?= $(WORK)/metrics/vidx.prom
 DELETIONS ?= $(if $(filter index,$(MAKECMDGOALS)),--deletions,)
+DELETIONS_FLAG = --deletions
 SHARDS ?=
 
-.PHONY: index nightly rebuild plan units publish compact reshard check-args
+.PHONY: index nightly rebuild slurm plan units publish compact reshard check-args
 .DELETE_ON_ERROR:
 
 check-args:
@@ -38,6 +40,13 @@ index nightly rebuild: check-args
 	@test -n "$(INPUT)" || { echo "index.mk: give INPUT=DIR_OR_LIST" >&2; exit 2; }
 	$(BIN)/vidx-pipeline run --mode $@ $(INPUT_FLAGS) --index $(INDEX) --work $(WORK) --bundle $(BUNDLE) \
 	  --config $(CONFIG) --jobs $(JOBS) --metrics-file $(METRICS) $(if $(filter index,$@),$(DELETIONS),)
+
+# The same run on Slurm: plan here, the units as a job array, a finalize job that publishes
+# (Pipelines/slurm/README.md). MODE=index|nightly|rebuild (default index).
+slurm: check-args
+	@test -n "$(INPUT)" || { echo "index.mk: give INPUT=DIR_OR_LIST" >&2; exit 2; }
+	$(BIN)/vidx-pipeline slurm submit --mode $(or $(MODE),index) $(INPUT_FLAGS) --index $(INDEX) --work $(WORK) \
+	  --bundle $(BUNDLE) --config $(CONFIG) --metrics-file $(METRICS) $(if $(filter index,$(or $(MODE),index)),$(DELETIONS_FLAG),)
 
 plan: check-args
 	$(BIN)/vidx-plan --mode $(or $(MODE),index) $(INPUT_FLAGS) --index $(INDEX) --work $(WORK) --bundle $(BUNDLE) \

@@ -12,9 +12,11 @@ struct PipelineCommand: StageCommand {
         abstract: "Run work units, publish them, lock the index, manage the quarantine.",
         discussion: """
         The steps Pipelines/index.mk runs after vidx-plan: `unit` per work unit (one make \
-        rule each), then `publish`, all under `locked`. See Documentation/Pipeline.md.
+        rule each), then `publish`, all under `locked`. See Documentation/Pipeline.md. \
+        `slurm` runs the same units as a Slurm job array (Pipelines/slurm/README.md).
         """,
-        subcommands: [RunCommand.self, UnitCommand.self, PublishCommand.self, LockedCommand.self, QuarantineCommand.self])
+        subcommands: [RunCommand.self, UnitCommand.self, PublishCommand.self, LockedCommand.self, QuarantineCommand.self,
+                      SlurmCommand.self])
 }
 
 struct RunCommand: StageCommand {
@@ -115,7 +117,10 @@ struct UnitCommand: StageCommand {
     @Argument(help: "Unit name (a line of WORK/units.list).")
     var unit: String
 
-    func run() throws {
+    func run() throws { try Self.runUnit(work: work, unit: unit, cnn: cnn) }
+
+    /// Runs one unit of the plan in `work` (also each Slurm array task).
+    static func runUnit(work: String, unit: String, cnn: String?) throws {
         let layout = WorkLayout(work)
         let plan = try PlanFile.read(layout)
         let runner = UnitRunner(work: layout, bundleDirectory: plan.bundle.path, config: plan.config.values, cnnWeights: cnn)
