@@ -20,31 +20,28 @@ SLURM_PACKAGES = slurm-wlm munge
 
 all: build
 
-# Idempotent: installs only what is missing (apt-get update first when it does).
-setup:
-	@missing=""; for p in $(APT_PACKAGES); do \
+# $(call apt_install,TARGET,PACKAGES): installs only the missing Debian packages
+# (apt-get update first when some are missing). Idempotent.
+define apt_install
+	@missing=""; for p in $(2); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
-	  echo "setup: installing$$missing"; \
+	  echo "$(1): installing$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	else echo "setup: Debian packages present"; fi
+	else echo "$(1): Debian packages present"; fi
+endef
+
+setup:
+	$(call apt_install,setup,$(APT_PACKAGES))
 	@for p in $(PIP_PACKAGES); do \
 	  $(PYTHON) -c "import $$p" 2>/dev/null || { echo "setup: pip install $$p"; $(PYTHON) -m pip install -q $$p; }; \
 	done
 
-# The Slurm packages, installed the same way (Debian's packages may start no daemon in a
-# container; the test starts its own).
+# The Slurm packages (in a container they start no daemon; the test starts its own).
 setup-slurm: setup
-	@missing=""; for p in $(SLURM_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "setup-slurm: installing$$missing"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	else echo "setup-slurm: Slurm packages present"; fi
+	$(call apt_install,setup-slurm,$(SLURM_PACKAGES))
 
 build: setup
 	$(SWIFT) build -c $(CONFIG) $(BUILD_FLAGS)
