@@ -196,7 +196,11 @@ public enum Slurm {
         guard !ids.isEmpty else { return [] }
         let r = try command(["squeue", "-h", "-r", "-j", ids.joined(separator: ","), "-o", "%i %T"])
         // A job the controller has forgotten makes squeue fail with "Invalid job id": gone.
-        guard r.status == 0 else { return [] }
+        // Any other failure (no controller) is not an answer.
+        guard r.status == 0 else {
+            if r.stderr.localizedCaseInsensitiveContains("invalid job id") { return [] }
+            throw PlanError("squeue failed (status \(r.status)): \(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines)); cannot tell whether jobs \(ids.joined(separator: ", ")) are still queued")
+        }
         return r.stdout.split(separator: "\n").map { String($0) }.filter {
             let state = $0.split(separator: " ").last.map(String.init) ?? ""
             return ["PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED"].contains(state)
