@@ -137,4 +137,24 @@ done
 check "after the resubmission the finalize job's exit status is 3" test "$(field "$tmp/two/index.work/slurm/submission.json" exit_status)" = 3
 check "the index is again byte-identical to vidx-pipeline run's" same_index "$tmp/ref/index" "$tmp/two/index"
 
+# 3. No rounds left (max_rounds 0): the cancelled unit is named in RUN.json by unit and array
+#    index, the rest is published (exit 3); `slurm resubmit` then runs that unit alone.
+sed 's/"max_rounds": 2/"max_rounds": 0/' "$tmp/config-cap1.json" >"$tmp/config-norounds.json"
+mkdir -p "$tmp/three"
+"$bin/vidx-pipeline" slurm submit --index "$tmp/three/index" "${common[@]}" --config "$tmp/config-norounds.json" \
+    >"$tmp/three/submit.log" 2>&1 || { cat "$tmp/three/submit.log" >&2; fail "slurm submit (max_rounds 0)"; }
+job=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rounds"][0]["array_job"])' "$tmp/three/index.work/slurm/submission.json")
+scancel "${job}_2" || fail "scancel ${job}_2"
+wait_finished "$tmp/three/index.work" 300
+check "without rounds left the finalize job publishes the rest and exits 3" \
+    test "$(field "$tmp/three/index.work/slurm/submission.json" exit_status)" = 3
+check "RUN.json names the unfinished unit and its array index" \
+    python3 -c 'import json,sys; u=json.load(open(sys.argv[1]))["units"]["unfinished"]; sys.exit(not (len(u) == 1 and u[0]["index"] == 2 and u[0]["name"]))' "$tmp/three/index.work/RUN.json"
+"$bin/vidx-pipeline" slurm resubmit --work "$tmp/three/index.work" >"$tmp/three/resubmit.log" 2>&1 || { cat "$tmp/three/resubmit.log" >&2; fail "slurm resubmit"; }
+check "slurm resubmit submits the one unfinished unit" grep -q -- "--array=2)" "$tmp/three/resubmit.log"
+wait_finished "$tmp/three/index.work" 300
+check "after slurm resubmit every unit is published: 5 live videos, and the index verifies" \
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(not (r["live"]["videos"] == 5 and not r["units"]["unfinished"]))' "$tmp/three/index.work/RUN.json"
+"$bin/vidx-verify" "$tmp/three/index" >/dev/null || fail "vidx-verify after slurm resubmit"
+
 echo "test-slurm: all checks passed"

@@ -39,12 +39,12 @@ public struct Publisher {
 
         // Units: done or not, on disk.
         var records: [UnitRecord] = []
-        for unit in plan.units {
+        for (index, unit) in plan.units.enumerated() {
             switch UnitRecord.verified(unit.name, in: work, bundleFingerprint: plan.bundle.fingerprint,
                                        configSha256: plan.config.values.unitSettingsSha256) {
             case .success(let r): records.append(r)
             case .failure(let why):
-                report.units.unfinished.append(.init(name: unit.name, reason: why.reason))
+                report.units.unfinished.append(.init(name: unit.name, index: index, reason: why.reason))
                 note("\(why): not published; its videos are planned again by the next run")
             }
         }

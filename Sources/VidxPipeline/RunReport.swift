@@ -9,6 +9,8 @@ public struct RunReport: Codable, Sendable {
     public struct Units: Codable, Sendable {
         public struct Unfinished: Codable, Sendable {
             public var name: String
+            /// Its line in `WORK/units.list` (0-based): the Slurm array task index.
+            public var index: Int
             public var reason: String
         }
         public var planned = 0

@@ -208,12 +208,14 @@ public enum Slurm {
     }
 
     /// The 0-based indices of the plan's units that are not done on disk.
-    public static func unfinished(plan: PlanFile, work: WorkLayout) -> [(index: Int, unit: String, reason: String)] {
+    /// - Parameter hashes: check the outputs' SHA-256 too (the finalize job); `status`
+    ///   checks sizes only, which reads nothing but the records.
+    public static func unfinished(plan: PlanFile, work: WorkLayout, hashes: Bool = true) -> [(index: Int, unit: String, reason: String)] {
         var out: [(Int, String, String)] = []
         let sha = plan.config.values.unitSettingsSha256
         for (i, u) in plan.units.enumerated() {
             if case .failure(let why) = UnitRecord.verified(u.name, in: work, bundleFingerprint: plan.bundle.fingerprint,
-                                                              configSha256: sha) {
+                                                              configSha256: sha, hashes: hashes) {
                 out.append((i, u.name, why.reason))
             }
         }

@@ -230,7 +230,7 @@ struct SlurmCommand: StageCommand {
         static let configuration = CommandConfiguration(
             commandName: "status",
             abstract: "A submission's progress: units done on disk, its jobs in the queue, its result.",
-            discussion: "Reads WORK/slurm/submission.json, the units' records and squeue (no sacct needed). Exit status: 0; 1 no submission in WORK.")
+            discussion: "Reads WORK/slurm/submission.json, the units' records (outputs checked by size; the finalize job also checks their SHA-256) and squeue (no sacct needed). Exit status: 0; 1 no submission in WORK.")
 
         @Option(name: .long, help: "Work directory.") var work: String
         @OptionGroup var summary: SummaryOptions
@@ -252,7 +252,7 @@ struct SlurmCommand: StageCommand {
                 throw PlanError("\(layout.root): no Slurm submission (\(Slurm.submissionPath(layout)) is missing)")
             }
             let plan = try PlanFile.read(layout)
-            let unfinished = Slurm.unfinished(plan: plan, work: layout)
+            let unfinished = Slurm.unfinished(plan: plan, work: layout, hashes: false)
             let queue = (try? Slurm.queued(submission.latestJobs)) ?? []
             let out = Output(submission: submission, unitsDone: plan.units.count - unfinished.count, unitsTotal: plan.units.count,
                              queue: queue, unfinished: unfinished.map { "\($0.unit) (index \($0.index)): \($0.reason)" })
