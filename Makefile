@@ -62,8 +62,17 @@ demo: build models
 
 # The pipeline (Pipelines/index.mk; Documentation/Pipeline.md): INPUT=DIR_OR_LIST INDEX=DIR,
 # optionally WORK=DIR CONFIG=FILE BUNDLE=DIR JOBS=N METRICS=FILE.
-index nightly rebuild compact reshard: build models
-	@$(MAKE) --no-print-directory -f Pipelines/index.mk $@ BIN=$(abspath $(BIN))
+PIPELINE_MAKE = $(MAKE) --no-print-directory -f Pipelines/index.mk $@ BIN=$(abspath $(BIN))
+index: build models
+	@$(PIPELINE_MAKE)
+nightly: build models
+	@$(PIPELINE_MAKE)
+rebuild: build models
+	@$(PIPELINE_MAKE)
+compact: build models
+	@$(PIPELINE_MAKE)
+reshard: build models
+	@$(PIPELINE_MAKE)
 
 # The pipeline on a real one-node Slurm cluster started in a temporary directory
 # (Pipelines/slurm/test-slurm.sh): the index must equal vidx-pipeline run's, a cancelled
@@ -73,7 +82,7 @@ test-slurm: setup-slurm build models
 
 # The plan's units on Slurm (Pipelines/slurm/README.md): INPUT=... INDEX=... as for index.
 slurm: build models
-	@$(MAKE) --no-print-directory -f Pipelines/index.mk $@ BIN=$(abspath $(BIN))
+	@$(PIPELINE_MAKE)
 
 # The starter model bundle (seeded, untrained weights shaped for the built-in experts).
 models: setup
