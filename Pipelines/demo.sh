@@ -22,6 +22,14 @@ clip() {  # clip PATH SOURCE SECONDS [AUDIO_HZ]
   ffmpeg -hide_banner -loglevel error -nostdin -y "${inputs[@]}" "${codecs[@]}" "$1"
 }
 fail() { echo "demo: FAILED: $*" >&2; exit 1; }
+# pipeline MODE INPUT: one vidx-pipeline run on the demo's index; its exit status in $status.
+pipeline() {
+  set +e
+  "$BIN/vidx-pipeline" run --mode "$1" --input "$2" --index "$OUT/index" --work "$OUT/work" \
+    --bundle "$BUNDLE" --config Pipelines/demo.json --jobs 2 --metrics-file "$OUT/metrics/vidx.prom"
+  status=$?
+  set -e
+}
 
 echo "== generating clips in $OUT/uploads"
 clip "$OUT/uploads/day1/cam/pattern.mp4" testsrc2 12 440
@@ -32,11 +40,7 @@ clip "$OUT/uploads/day1/cam/cells.mp4" cellauto 4
 head -c 4096 "$OUT/uploads/day1/cam/zoom.mp4" > "$OUT/uploads/day1/phone/broken.mp4"
 
 echo "== vidx-pipeline run --mode index: plan, extract + encode per unit (make -j 2), publish"
-set +e
-"$BIN/vidx-pipeline" run --mode index --input "$OUT/uploads/day1" --index "$OUT/index" --work "$OUT/work" \
-  --bundle "$BUNDLE" --config Pipelines/demo.json --jobs 2 --metrics-file "$OUT/metrics/vidx.prom"
-status=$?
-set -e
+pipeline index "$OUT/uploads/day1"
 echo "== the pipeline's exit status: $status (3: published, with quarantined videos)"
 [ "$status" = 3 ] || fail "expected exit status 3, got $status"
 "$BIN/vidx-pipeline" quarantine list --work "$OUT/work" --json | grep -q '"id":"phone/broken.mp4"' \
@@ -57,11 +61,7 @@ clip "$OUT/uploads/day1/phone/bars.mp4" mandelbrot 9 880
 printf '%s\n' "{\"id\": \"day2/new-1.mp4\", \"path\": \"day2/new-1.mp4\"}" \
   "{\"id\": \"day2/new-2.mp4\", \"path\": \"day2/new-2.mp4\"}" \
   "{\"id\": \"phone/bars.mp4\", \"path\": \"day1/phone/bars.mp4\"}" > "$OUT/uploads/day2.jsonl"
-set +e
-"$BIN/vidx-pipeline" run --mode nightly --input "$OUT/uploads/day2.jsonl" --index "$OUT/index" --work "$OUT/work" \
-  --bundle "$BUNDLE" --config Pipelines/demo.json --jobs 2 --metrics-file "$OUT/metrics/vidx.prom"
-status=$?
-set -e
+pipeline nightly "$OUT/uploads/day2.jsonl"
 echo "== the nightly run's exit status: $status (0: all indexed)"
 [ "$status" = 0 ] || fail "expected exit status 0, got $status"
 [ "$(cat "$OUT/index/CURRENT")" = g000002 ] || fail "the nightly run did not publish g000002"
@@ -71,8 +71,8 @@ echo "== vidx-search --like phone/bars.mp4: its new content, one entry (the old 
 [ "$(grep -c '"external_id":"phone/bars.mp4"' "$OUT/search-2.jsonl")" = 1 ] || fail "phone/bars.mp4 appears more than once"
 echo "   before the nightly run: $old_bars"
 echo "== a second nightly run over the same uploads changes nothing"
-"$BIN/vidx-pipeline" run --mode nightly --input "$OUT/uploads/day2.jsonl" --index "$OUT/index" --work "$OUT/work" \
-  --bundle "$BUNDLE" --config Pipelines/demo.json --metrics-file "$OUT/metrics/vidx.prom"
+pipeline nightly "$OUT/uploads/day2.jsonl"
+[ "$status" = 0 ] || fail "expected exit status 0 from the second nightly run, got $status"
 [ "$(cat "$OUT/index/CURRENT")" = g000002 ] || fail "a second nightly run published again"
 echo "== run report: $OUT/work/RUN.json (every run: $OUT/work/runs/); metrics: $OUT/metrics/vidx.prom"
 echo "demo: everything behaved as documented"

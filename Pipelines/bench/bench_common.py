@@ -22,11 +22,21 @@ def make_clip(workdir, name, clip_args, label):
     return clip
 
 
-def run_once(cmd, tool, what):
+def sha256_file(path):
+    """The SHA-256 of a file, read in 1 MiB blocks."""
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def run_once(cmd, tool, what, env=None):
     """Runs cmd with its output discarded; returns (seconds, the child's peak RSS in MiB).
     Exits naming `tool` and `what` when the command fails."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)

@@ -49,7 +49,8 @@ sys.path.insert(0, os.path.join(ROOT, "Pipelines", "models"))
 sys.path.insert(0, os.path.join(ROOT, "Tests", "Reference"))
 import bundle_tools  # noqa: E402
 import safetensors_np  # noqa: E402
-from bench_common import cpu_model  # noqa: E402
+import bench_common  # noqa: E402
+from bench_common import cpu_model, sha256_file  # noqa: E402
 
 TARGET_SECONDS = 30.0
 PER_FILE = 50_000
@@ -105,14 +106,6 @@ def make_index(workdir, bin_dir, bundle, n):
     return index
 
 
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def make_list(path, n, live, seed):
     """n uploads: 80 % new, 10 % changed, 10 % unchanged (live ids), in a seeded random order."""
     changed, unchanged = n // 10, n // 10
@@ -128,14 +121,8 @@ def make_list(path, n, live, seed):
 
 
 def run(cmd, what, env=None):
-    """Runs cmd (output discarded); returns (seconds, the child's peak RSS in MiB)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"bench-plan: {what} failed: {' '.join(cmd)}\n{proc.stderr.read().decode(errors='replace')}")
-    return elapsed, usage.ru_maxrss / 1024.0
+    """(seconds, the child's peak RSS in MiB) of cmd; exits naming it when it fails."""
+    return bench_common.run_once(cmd, "bench-plan", what, env=env)
 
 
 def main():

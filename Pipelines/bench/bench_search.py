@@ -54,6 +54,7 @@ import numpy as np  # noqa: E402
 import bundle_tools  # noqa: E402
 import safetensors_np  # noqa: E402
 from bench_encode import msrvtt_config  # noqa: E402  (the same bundle shapes)
+from bench_common import sha256_file  # noqa: E402
 
 L, M, K, D = 8, 32, 256, 512
 DSUB = D // M
@@ -90,14 +91,6 @@ def import_faiss():
     importlib.invalidate_caches()
     import faiss
     return faiss
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_json(path):

@@ -56,6 +56,18 @@ wait_finished() {  # WORK SECONDS
     fail "the submission in $1 did not finish within $2 s"
 }
 
+# Submits into $tmp/NAME with CONFIG (array_cap 1), cancels array task 2 while it waits
+# behind the cap, and waits for the submission to finish.
+submit_cancel_wait() {  # NAME CONFIG
+    mkdir -p "$tmp/$1"
+    "$bin/vidx-pipeline" slurm submit --index "$tmp/$1/index" "${common[@]}" --config "$2" \
+        >"$tmp/$1/submit.log" 2>&1 || { cat "$tmp/$1/submit.log" >&2; fail "slurm submit ($1)"; }
+    local job
+    job=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rounds"][0]["array_job"])' "$tmp/$1/index.work/slurm/submission.json")
+    scancel "${job}_2" || fail "scancel ${job}_2"
+    wait_finished "$tmp/$1/index.work" 300
+}
+
 # The index's bytes: CURRENT and every generation's files (not the lock files).
 same_index() { diff -r -x '.*' "$1" "$2" >/dev/null; }
 
@@ -85,21 +97,21 @@ cat >"$config" <<'EOF'
  "slurm": {"cpus_per_task": 1, "memory_mb": 1024, "finalize_memory_mb": 1024, "array_cap": 2,
            "time_limit": "10:00", "finalize_time_limit": "10:00", "max_rounds": 2}}
 EOF
-common=(--input "$corpus" --bundle "$root/models/starter" --config "$config" --cnn "$root/models/efficientnet-lite0/weights.safetensors")
+common=(--input "$corpus" --bundle "$root/models/starter" --cnn "$root/models/efficientnet-lite0/weights.safetensors")
 
 # The reference: the same pipeline without Slurm.
 set +e
-"$bin/vidx-pipeline" run --index "$tmp/ref/index" "${common[@]}" --jobs 2 >"$tmp/ref.log" 2>&1
+"$bin/vidx-pipeline" run --index "$tmp/ref/index" "${common[@]}" --config "$config" --jobs 2 >"$tmp/ref.log" 2>&1
 status=$?
 set -e
 check "vidx-pipeline run gives 3 (the broken clip quarantined)" test "$status" = 3
 
 # 1. Submit; a second submission in flight is refused.
 mkdir -p "$tmp/one"
-"$bin/vidx-pipeline" slurm submit --index "$tmp/one/index" "${common[@]}" --metrics-file "$tmp/one/metrics/vidx.prom" \
+"$bin/vidx-pipeline" slurm submit --index "$tmp/one/index" "${common[@]}" --config "$config" --metrics-file "$tmp/one/metrics/vidx.prom" \
     >"$tmp/one/submit.log" 2>&1 || { cat "$tmp/one/submit.log" >&2; fail "slurm submit"; }
 set +e
-"$bin/vidx-pipeline" slurm submit --index "$tmp/one/index" "${common[@]}" >"$tmp/one/again.log" 2>&1
+"$bin/vidx-pipeline" slurm submit --index "$tmp/one/index" "${common[@]}" --config "$config" >"$tmp/one/again.log" 2>&1
 status=$?
 set -e
 check "a second submission while the first is in flight exits 75" test "$status" = 75
@@ -116,12 +128,7 @@ echo "test-slurm: ok: slurm status reports 3/3 units done"
 
 # 2. One task cancelled while it waits (array_cap 1): resubmitted by the finalize job.
 sed 's/"array_cap": 2/"array_cap": 1/' "$config" >"$tmp/config-cap1.json"
-mkdir -p "$tmp/two"
-"$bin/vidx-pipeline" slurm submit --index "$tmp/two/index" "${common[@]}" --config "$tmp/config-cap1.json" \
-    >"$tmp/two/submit.log" 2>&1 || { cat "$tmp/two/submit.log" >&2; fail "slurm submit (array_cap 1)"; }
-job=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rounds"][0]["array_job"])' "$tmp/two/index.work/slurm/submission.json")
-scancel "${job}_2" || fail "scancel ${job}_2"
-wait_finished "$tmp/two/index.work" 300
+submit_cancel_wait two "$tmp/config-cap1.json"
 check "the cancelled unit was resubmitted (two rounds)" test "$(rounds "$tmp/two/index.work/slurm/submission.json")" = 2
 check "the resubmitted array holds the cancelled index only" \
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["rounds"][1]; sys.exit(r["indices"] != "2")' "$tmp/two/index.work/slurm/submission.json"
@@ -140,12 +147,7 @@ check "the index is again byte-identical to vidx-pipeline run's" same_index "$tm
 # 3. No rounds left (max_rounds 0): the cancelled unit is named in RUN.json by unit and array
 #    index, the rest is published (exit 3); `slurm resubmit` then runs that unit alone.
 sed 's/"max_rounds": 2/"max_rounds": 0/' "$tmp/config-cap1.json" >"$tmp/config-norounds.json"
-mkdir -p "$tmp/three"
-"$bin/vidx-pipeline" slurm submit --index "$tmp/three/index" "${common[@]}" --config "$tmp/config-norounds.json" \
-    >"$tmp/three/submit.log" 2>&1 || { cat "$tmp/three/submit.log" >&2; fail "slurm submit (max_rounds 0)"; }
-job=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rounds"][0]["array_job"])' "$tmp/three/index.work/slurm/submission.json")
-scancel "${job}_2" || fail "scancel ${job}_2"
-wait_finished "$tmp/three/index.work" 300
+submit_cancel_wait three "$tmp/config-norounds.json"
 check "without rounds left the finalize job publishes the rest and exits 3" \
     test "$(field "$tmp/three/index.work/slurm/submission.json" exit_status)" = 3
 check "RUN.json names the unfinished unit and its array index" \

@@ -67,17 +67,19 @@ public enum AtomicFile {
         deinit { discard() }
     }
 
-    /// Writes `bytes` to a temporary name beside `path` and fsyncs it, without making it
-    /// visible: see `Staged`. Use it to publish several files together (`commit(_:)`).
-    /// - Throws: `FileWriteError`; nothing is left behind on failure.
-    public static func stage(_ bytes: UnsafeRawBufferPointer, to path: String) throws -> Staged {
-        let dir = directory(of: path)
+    /// Creates a fresh temporary file beside `path` (`.NAME.tmp-PID-RANDOM`, which
+    /// `isTemporaryName` recognises) and returns its name and descriptor.
+    static func createTemporary(for path: String) throws -> (name: String, fd: Int32) {
         let base = (path as NSString).lastPathComponent
-        let tmp = dir + "/.\(base).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let tmp = directory(of: path) + "/.\(base).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw FileWriteError(path: path, operation: "create temporary file", errno: errno) }
-        var ok = false
-        defer { if !ok { unlink(tmp) } }
+        return (tmp, fd)
+    }
+
+    /// Writes all of `bytes` to `fd` (retrying short writes and EINTR); on failure closes
+    /// `fd` and throws naming `path`.
+    static func writeFully(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
         var offset = 0
         while offset < bytes.count {
             let n = systemWrite(fd, bytes.baseAddress! + offset, bytes.count - offset)
@@ -89,6 +91,16 @@ public enum AtomicFile {
             }
             offset += n
         }
+    }
+
+    /// Writes `bytes` to a temporary name beside `path` and fsyncs it, without making it
+    /// visible: see `Staged`. Use it to publish several files together (`commit(_:)`).
+    /// - Throws: `FileWriteError`; nothing is left behind on failure.
+    public static func stage(_ bytes: UnsafeRawBufferPointer, to path: String) throws -> Staged {
+        let (tmp, fd) = try createTemporary(for: path)
+        var ok = false
+        defer { if !ok { unlink(tmp) } }
+        try writeFully(fd, bytes, path: path)
         if fsync(fd) != 0 {
             let e = errno
             close(fd)
@@ -142,24 +154,9 @@ public enum AtomicFile {
         var renamed = 0
         defer { for f in staged[renamed...] { unlink(f.temporary) } }
         for f in files {
-            let dir = directory(of: f.path)
-            let tmp = dir + "/.\((f.path as NSString).lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-            let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw FileWriteError(path: f.path, operation: "create temporary file", errno: errno) }
+            let (tmp, fd) = try createTemporary(for: f.path)
             staged.append((tmp, f.path))
-            try f.data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
-                var offset = 0
-                while offset < bytes.count {
-                    let n = systemWrite(fd, bytes.baseAddress! + offset, bytes.count - offset)
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        let e = errno
-                        close(fd)
-                        throw FileWriteError(path: f.path, operation: "write", errno: e)
-                    }
-                    offset += n
-                }
-            }
+            try f.data.withUnsafeBytes { try writeFully(fd, $0, path: f.path) }
             if close(fd) != 0 { throw FileWriteError(path: f.path, operation: "close", errno: errno) }
         }
         let dirs = Array(Set(files.map { directory(of: $0.path) })).sorted()

@@ -41,12 +41,10 @@ struct SlurmCommand: StageCommand {
     static func lock(index: String, seconds: Double) throws -> IndexLock {
         let deadline = Date().addingTimeInterval(seconds)
         while true {
-            do { return try IndexLock(index: index, command: CommandLine.arguments) } catch let held as IndexLock.Held {
-                if Date() >= deadline {
-                    printError("vidx-pipeline: \(held)")
-                    throw ExitCode(IndexLock.heldExitStatus)
-                }
+            do { return try IndexLock(index: index, command: CommandLine.arguments) } catch is IndexLock.Held where Date() < deadline {
                 usleep(500_000)
+            } catch is IndexLock.Held {
+                return try takeIndexLock(index, command: CommandLine.arguments)  // one last try, with the message
             }
         }
     }
@@ -82,17 +80,10 @@ struct SlurmCommand: StageCommand {
             let layout = WorkLayout(work ?? (WorkLayout.absolute(index) + ".work"))
             let log = PipelineLog(component: "slurm")
             try SlurmCommand.refuseInFlight(layout, log: log)
-            let lock: IndexLock
-            do { lock = try IndexLock(index: index, command: CommandLine.arguments) } catch let held as IndexLock.Held {
-                printError("vidx-pipeline: \(held)")
-                throw ExitCode(IndexLock.heldExitStatus)
-            }
+            let lock = try takeIndexLock(index, command: CommandLine.arguments)
             defer { lock.release() }
-            let cfg = try PipelineConfig.load(path: config)
-            let request = Planner.Request(inputs: input, index: index, work: layout, bundleDirectory: bundle, config: cfg,
-                                          configPath: config, deletions: deletions, mode: mode.rawValue,
-                                          threads: ProcessInfo.processInfo.activeProcessorCount)
-            let plan = try Planner(request, note: { log.event("plan", ["message": $0], level: .warning) }).run(dryRun: false)
+            let plan = try makePlan(inputs: input, index: index, work: layout, bundle: bundle, config: config,
+                                    deletions: deletions, mode: mode, log: log)
             let pending = plan.units.enumerated().filter { !$0.element.done }.map(\.offset)
             let cnnPath = cnn.map(WorkLayout.absolute)
             let round = try Slurm.submitRound(plan: plan, work: layout, indices: pending, round: 0, tool: SlurmCommand.tool,
@@ -101,7 +92,7 @@ struct SlurmCommand: StageCommand {
                                               units: plan.units.count, rounds: [round], state: "submitted", exitStatus: nil,
                                               finished: nil, metricsFile: metricsFile.map(WorkLayout.absolute), cnn: cnnPath)
             try submission.write(layout)
-            let arrayText = round.arrayJob.map { "array job \($0) (\(pending.count) units, at most \(cfg.slurm.arrayCap) at once)" } ?? "no array (nothing to run)"
+            let arrayText = round.arrayJob.map { "array job \($0) (\(pending.count) units, at most \(plan.config.values.slurm.arrayCap) at once)" } ?? "no array (nothing to run)"
             log.event("submitted", ["array_job": round.arrayJob ?? "", "finalize_job": round.finalizeJob, "units": "\(pending.count)"],
                       text: "planned \(plan.counts.toIndex) videos in \(plan.units.count) units")
             print("vidx-pipeline: submitted \(arrayText), finalize job \(round.finalizeJob); watch with `vidx-pipeline slurm status --work \(layout.root)`")

@@ -64,17 +64,10 @@ struct RunCommand: StageCommand {
     func run() throws {
         let layout = WorkLayout(work ?? (WorkLayout.absolute(index) + ".work"))
         let log = PipelineLog(component: "run")
-        let lock: IndexLock
-        do { lock = try IndexLock(index: index, command: CommandLine.arguments) } catch let held as IndexLock.Held {
-            printError("vidx-pipeline: \(held)")
-            throw ExitCode(IndexLock.heldExitStatus)
-        }
+        let lock = try takeIndexLock(index, command: CommandLine.arguments)
         defer { lock.release() }
-        let cfg = try PipelineConfig.load(path: config)
-        let request = Planner.Request(inputs: input, index: index, work: layout, bundleDirectory: bundle, config: cfg,
-                                      configPath: config, deletions: deletions, mode: mode.rawValue,
-                                      threads: ProcessInfo.processInfo.activeProcessorCount)
-        let plan = try Planner(request, note: { log.event("plan", ["message": $0], level: .warning) }).run(dryRun: false)
+        let plan = try makePlan(inputs: input, index: index, work: layout, bundle: bundle, config: config,
+                                deletions: deletions, mode: mode, log: log)
         let pending = plan.units.filter { !$0.done }
         log.event("planned", ["units": "\(plan.units.count)", "to_run": "\(pending.count)", "new": "\(plan.counts.new)",
                               "changed": "\(plan.counts.changed)", "unchanged": "\(plan.counts.unchanged)",
@@ -206,11 +199,7 @@ struct LockedCommand: StageCommand {
     func run() throws {
         let argv = command.first == "--" ? Array(command.dropFirst()) : command
         guard !argv.isEmpty else { throw ValidationError("give the command to run after --") }
-        let lock: IndexLock
-        do { lock = try IndexLock(index: index, command: argv) } catch let held as IndexLock.Held {
-            printError("vidx-pipeline: \(held)")
-            throw ExitCode(IndexLock.heldExitStatus)
-        }
+        let lock = try takeIndexLock(index, command: argv)
         let status = ChildProcess.run(argv)
         lock.release()
         throw ExitCode(status)
@@ -278,6 +267,25 @@ struct QuarantineCommand: StageCommand {
             }
         }
     }
+}
+
+/// Takes the index's pipeline lock; when another run holds it, one line naming the holder
+/// and exit status 75.
+func takeIndexLock(_ index: String, command: [String]) throws -> IndexLock {
+    do { return try IndexLock(index: index, command: command) } catch let held as IndexLock.Held {
+        printError("vidx-pipeline: \(held)")
+        throw ExitCode(IndexLock.heldExitStatus)
+    }
+}
+
+/// Plans a run (as vidx-plan does) into `work`; call with the index lock held.
+func makePlan(inputs: [String], index: String, work: WorkLayout, bundle: String, config: String?, deletions: Bool,
+              mode: RunCommand.Mode, log: PipelineLog) throws -> PlanFile {
+    let cfg = try PipelineConfig.load(path: config)
+    let request = Planner.Request(inputs: inputs, index: index, work: work, bundleDirectory: bundle, config: cfg,
+                                  configPath: config, deletions: deletions, mode: mode.rawValue,
+                                  threads: ProcessInfo.processInfo.activeProcessorCount)
+    return try Planner(request, note: { log.event("plan", ["message": $0], level: .warning) }).run(dryRun: false)
 }
 
 extension FailureClass: ExpressibleByArgument {}
