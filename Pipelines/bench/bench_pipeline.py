@@ -34,9 +34,7 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -86,18 +84,18 @@ def make_corpus(workdir, clips):
         return bench_common.make_clip(corpus, name, clip_args(seconds, source, tone), f"{seconds} s")
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         paths = list(pool.map(one, spec))
+    # The pipeline scans the directory: clips of an earlier, larger --clips must go.
+    wanted = {name for name, _, _, _ in spec}
+    for name in os.listdir(corpus):
+        if name not in wanted and not (name.endswith(".args") and name[:-len(".args")] in wanted):
+            os.remove(os.path.join(corpus, name))
     # Only the clips (make_clip's .args stamps are beside them): a directory scan takes .mp4.
     return corpus, paths, total
 
 
 def run_once(cmd, what, env=None):
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"bench-pipeline: {what} failed with status {proc.returncode}: {' '.join(cmd)}\n"
-                 f"{proc.stderr.decode(errors='replace')[-4000:]}")
-    return elapsed
+    """Wall seconds of cmd; exits naming it when it fails."""
+    return bench_common.run_once(cmd, "bench-pipeline", what, env=env)[0]
 
 
 def decode_pass(bin_dir, clips, cores):
