@@ -190,16 +190,18 @@ public struct Planner {
         do { try AtomicFile.writeAll(try units.compactMap { try unitList($0.name, $0.videos, encoder: encoder) }) } catch {
             throw PlanError("\(error)")
         }
-        for unit in units {
-            if !unit.done, case .failure(let why) = UnitRecord.verified(unit.name, in: work, bundleFingerprint: bundle.fingerprint,
-                                                                           configSha256: configSha256), why.damaged {
-                note("\(why); redoing the unit")
-                for f in work.unitFiles(unit.name) { unlink(f) }
-            }
-        }
+        // Each unit checked once: kept ones were verified already; a damaged one is removed.
         plan.units = units.map { unit in
-            let done = unit.done || (try? UnitRecord.verified(unit.name, in: work, bundleFingerprint: bundle.fingerprint,
-                                                               configSha256: configSha256).get()) != nil
+            var done = unit.done
+            if !done {
+                switch UnitRecord.verified(unit.name, in: work, bundleFingerprint: bundle.fingerprint, configSha256: configSha256) {
+                case .success: done = true
+                case .failure(let why) where why.damaged:
+                    note("\(why); redoing the unit")
+                    for f in work.unitFiles(unit.name) { unlink(f) }
+                case .failure: break
+                }
+            }
             return PlanFile.Unit(name: unit.name, videos: unit.videos.count, done: done, featuresFrom: done ? nil : unit.featuresFrom)
         }
         do {

@@ -30,7 +30,18 @@ public struct Publisher {
         self.note = note
     }
 
-    public func run() throws -> RunReport {
+    /// Each unit of `plan` checked on disk, in the plan's order: its verified record, or why
+    /// it is not done. `hashes: false` compares sizes only (progress displays).
+    public static func unitStates(plan: PlanFile, work: WorkLayout, hashes: Bool = true) -> [Result<UnitRecord, UnitNotDone>] {
+        let sha = plan.config.values.unitSettingsSha256
+        return plan.units.map {
+            UnitRecord.verified($0.name, in: work, bundleFingerprint: plan.bundle.fingerprint, configSha256: sha, hashes: hashes)
+        }
+    }
+
+    /// - Parameter checked: `unitStates` of the plan, when the caller has just computed
+    ///   them (the Slurm finalize job), so the outputs are not read twice.
+    public func run(checked: [Result<UnitRecord, UnitNotDone>]? = nil) throws -> RunReport {
         let publishStart = Date()
         let plan = try PlanFile.read(work)
         let config = plan.config.values
@@ -39,9 +50,9 @@ public struct Publisher {
 
         // Units: done or not, on disk.
         var records: [UnitRecord] = []
+        let states = checked?.count == plan.units.count ? checked! : Self.unitStates(plan: plan, work: work)
         for (index, unit) in plan.units.enumerated() {
-            switch UnitRecord.verified(unit.name, in: work, bundleFingerprint: plan.bundle.fingerprint,
-                                       configSha256: plan.config.values.unitSettingsSha256) {
+            switch states[index] {
             case .success(let r): records.append(r)
             case .failure(let why):
                 report.units.unfinished.append(.init(name: unit.name, index: index, reason: why.reason))

@@ -207,19 +207,13 @@ public enum Slurm {
         }
     }
 
-    /// The 0-based indices of the plan's units that are not done on disk.
-    /// - Parameter hashes: check the outputs' SHA-256 too (the finalize job); `status`
-    ///   checks sizes only, which reads nothing but the records.
-    public static func unfinished(plan: PlanFile, work: WorkLayout, hashes: Bool = true) -> [(index: Int, unit: String, reason: String)] {
-        var out: [(Int, String, String)] = []
-        let sha = plan.config.values.unitSettingsSha256
-        for (i, u) in plan.units.enumerated() {
-            if case .failure(let why) = UnitRecord.verified(u.name, in: work, bundleFingerprint: plan.bundle.fingerprint,
-                                                              configSha256: sha, hashes: hashes) {
-                out.append((i, u.name, why.reason))
-            }
+    /// The plan's units that are not done, from `Publisher.unitStates`: their 0-based
+    /// index (line of units.list, array task index), name and why.
+    public static func unfinished(_ states: [Result<UnitRecord, UnitNotDone>], plan: PlanFile) -> [(index: Int, unit: String, reason: String)] {
+        states.enumerated().compactMap { i, state in
+            if case .failure(let why) = state { return (i, plan.units[i].name, why.reason) }
+            return nil
         }
-        return out
     }
 
     /// Line `index` (0-based) of `WORK/units.list`.

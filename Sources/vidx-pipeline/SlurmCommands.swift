@@ -149,7 +149,8 @@ struct SlurmCommand: StageCommand {
             let log = PipelineLog(component: "finalize")
             let plan = try PlanFile.read(layout)
             var submission = try Slurm.Submission.read(layout)
-            let unfinished = Slurm.unfinished(plan: plan, work: layout)
+            let states = Publisher.unitStates(plan: plan, work: layout)
+            let unfinished = Slurm.unfinished(states, plan: plan)
             for u in unfinished {
                 log.event("unit_unfinished", ["unit": u.unit, "index": "\(u.index)", "reason": u.reason],
                           level: .warning, text: "unit \(u.unit) (array index \(u.index)): \(u.reason)")
@@ -167,7 +168,7 @@ struct SlurmCommand: StageCommand {
             let lock = try SlurmCommand.lock(index: plan.index, seconds: lockWait)
             defer { lock.release() }
             let report = try Publisher(work: layout, metricsFile: metricsFile, unitsStatus: unfinished.isEmpty ? 0 : 1,
-                                       note: { log.event("note", ["message": $0], level: .warning) }).run()
+                                       note: { log.event("note", ["message": $0], level: .warning) }).run(checked: states)
             if submission != nil {
                 submission!.state = "finished"
                 submission!.exitStatus = report.exitStatus
@@ -198,7 +199,7 @@ struct SlurmCommand: StageCommand {
             try SlurmCommand.refuseInFlight(layout, log: log)
             let plan = try PlanFile.read(layout)
             var submission = try Slurm.Submission.read(layout)
-            let unfinished = Slurm.unfinished(plan: plan, work: layout)
+            let unfinished = Slurm.unfinished(Publisher.unitStates(plan: plan, work: layout), plan: plan)
             let round = (submission?.rounds.last?.round ?? -1) + 1
             let next = try Slurm.submitRound(plan: plan, work: layout, indices: unfinished.map(\.index), round: round,
                                              tool: SlurmCommand.tool, metricsFile: submission?.metricsFile, cnn: submission?.cnn)
@@ -243,7 +244,7 @@ struct SlurmCommand: StageCommand {
                 throw PlanError("\(layout.root): no Slurm submission (\(Slurm.submissionPath(layout)) is missing)")
             }
             let plan = try PlanFile.read(layout)
-            let unfinished = Slurm.unfinished(plan: plan, work: layout, hashes: false)
+            let unfinished = Slurm.unfinished(Publisher.unitStates(plan: plan, work: layout, hashes: false), plan: plan)
             let queue = (try? Slurm.queued(submission.latestJobs)) ?? []
             let out = Output(submission: submission, unitsDone: plan.units.count - unfinished.count, unitsTotal: plan.units.count,
                              queue: queue, unfinished: unfinished.map { "\($0.unit) (index \($0.index)): \($0.reason)" })
