@@ -96,9 +96,19 @@ public struct PublishResult: Sendable {
 /// Each run starts, under the lock, by removing what interrupted runs left (see
 /// `removeLeftovers`): temporary names, and generations that are neither `CURRENT` nor
 /// one of its ancestors. The new generation is numbered one more than `CURRENT`'s, so
-/// numbers are consecutive along the live chain. Before anything is written, the
-/// `PublishPolicy` checks run: a refusal (`PublishRefusal`) leaves the index untouched.
+/// numbers are consecutive along the live chain. Before the new generation leaves its
+/// temporary name, the `PublishPolicy` checks run: a refusal (`PublishRefusal`) removes
+/// the temporary directory and leaves the index as it was.
+///
+/// Memory is bounded by one shard, not by the index: entries are spilled by shard into the
+/// temporary directory as they are read, and each shard is then built from its own run.
 public enum IndexBuilder {
+    /// Where a run's entries come from: called once, under the index lock, with `add`, to
+    /// which it hands every entry (any order, duplicates allowed); returns the inputs to
+    /// record in the manifest. It may throw (a `PublishRefusal` once it has seen every
+    /// input, say): nothing is published then.
+    public typealias EntryFeed = (_ add: (IndexEntry) throws -> Void) throws -> [IndexManifest.Input]
+
     /// Builds a fresh generation (no parent shards) from `entries` into `shards` base shards.
     /// The generation `CURRENT` named (if any) is recorded as the parent; the videos live
     /// there and absent from `entries` count as dropped for `policy`.
@@ -108,28 +118,66 @@ public enum IndexBuilder {
                              inputs: [IndexManifest.Input], shards: Int, tool: IndexManifest.Tool,
                              policy: PublishPolicy = PublishPolicy(),
                              note: (String) -> Void = { _ in }) throws -> PublishResult {
-        try withLock(index, note: note) { live in
-            let unique = try deduplicate(entries, path: index)
-            var dropped = 0
-            var parentLive: (name: String, live: Int)? = nil
+        try build(index: index, model: model, feed: { add in try entries.forEach(add); return inputs },
+                  shards: shards, tool: tool, policy: policy, note: note)
+    }
+
+    /// Builds a fresh generation from what `feed` hands over, in bounded memory: entries
+    /// are spilled into one run file per shard (in the generation's temporary directory),
+    /// then each shard is built from its own run (duplicates and 64-bit collisions checked
+    /// there: equal ids land in the same shard), so the peak depends on one shard's
+    /// entries, not on the index. The parent's live ids are spilled the same way to count
+    /// what the build drops, shard by shard.
+    public static func build(index: String, model: IndexModel, feed: EntryFeed, shards: Int,
+                             tool: IndexManifest.Tool, policy: PublishPolicy = PublishPolicy(),
+                             note: (String) -> Void = { _ in }) throws -> PublishResult {
+        try checkShardCount(shards)
+        return try withLock(index, note: note) { live in
+            var parent: IndexGeneration? = nil
             if let live {
                 do {
-                    let parent = try IndexGeneration(indexDirectory: index, generation: live)
-                    let fresh = Set(unique.map(\.entry.id))
-                    for (s, r) in parent.liveEntries() where !fresh.contains(parent.shards[s].ids[r]) { dropped += 1 }
-                    parentLive = (live, parent.counts.live)
+                    parent = try IndexGeneration(indexDirectory: index, generation: live, releasePages: true)
                 } catch {
                     if !policy.allowShrink {
                         throw PublishRefusal(index: index, "the live generation \(live) cannot be read (\(error)), so how many of its videos this build would drop cannot be checked; nothing published, CURRENT unchanged. Pass --allow-shrink to replace it anyway")
                     }
                 }
             }
-            try check(policy, index: index, mode: .build, parent: parentLive, dropped: dropped, live: unique.count)
-            let planned = try plan(unique, tombstones: [], model: model, count: shards, kind: .base, sequence: 0)
-            let config = IndexManifest.Config(mode: .build, shards: shards, inputs: sortedInputs(inputs), deletedIDs: nil)
-            let manifest = try publish(index: index, parent: live, model: model,
-                                       kept: [], planned: planned, config: config, tool: tool, verify: policy.verify)
-            return PublishResult(manifest: manifest, unchanged: 0, notFound: [], dropped: dropped)
+            let draft = try Draft(index: index, parent: live)
+            do {
+                let runs = try ShardRuns(directory: draft.directory + "/.runs", count: shards, dimension: model.layout.dimension)
+                let inputs = try feed(runs.add)
+                try runs.finish()
+                let withEmbeddings = try embeddingsChoice(runs)
+                var parentIDs: IDRuns? = nil
+                if let parent {
+                    let ids = try IDRuns(directory: draft.directory + "/.parent-ids", count: shards)
+                    try parent.forEachLive { s, r in try ids.add(parent.shards[s].ids[r]) }
+                    try ids.finish()
+                    parent.releaseResidentPages()
+                    parentIDs = ids
+                }
+                var records: [IndexManifest.ShardRecord] = []
+                var live = 0, dropped = 0
+                for s in 0..<shards {
+                    let unique = try deduplicate(runs.take(s), path: index)
+                    live += unique.count
+                    if let parentIDs { dropped += countMissing(try parentIDs.takeSorted(s), from: unique) }
+                    records.append(try writeShard(unique, tombstones: [], model: model, shard: s, of: shards, kind: .base,
+                                                  sequence: 0, embeddings: withEmbeddings, into: draft.directory))
+                }
+                draft.removeScratch()
+                try check(policy, index: index, mode: .build, parent: parent.map { ($0.name, $0.counts.live) },
+                          dropped: dropped, live: live)
+                let config = IndexManifest.Config(mode: .build, shards: shards, inputs: sortedInputs(inputs), deletedIDs: nil)
+                let counts = IndexManifest.Counts(entries: live, live: live, superseded: 0, deleted: 0)
+                let manifest = try publish(draft, model: model, kept: [], written: records, counts: counts, config: config,
+                                           tool: tool, verify: policy.verify)
+                return PublishResult(manifest: manifest, unchanged: 0, notFound: [], dropped: dropped)
+            } catch {
+                draft.discard()
+                throw error
+            }
         }
     }
 
@@ -158,97 +206,157 @@ public enum IndexBuilder {
                               deletions: [String], inputs: [IndexManifest.Input], shards: Int?,
                               tool: IndexManifest.Tool, policy: PublishPolicy = PublishPolicy(),
                               note: (String) -> Void = { _ in }) throws -> PublishResult {
-        try withLock(index, note: note) { live in
+        try append(index: index, model: model, feed: { add in try entries.forEach(add); return inputs },
+                   deletions: deletions, shards: shards, tool: tool, policy: policy, note: note)
+    }
+
+    /// Appends what `feed` hands over, in memory and time that grow with the delta, not
+    /// with the index: entries are spilled by delta shard and compared shard by shard with
+    /// the parent (binary search in its memory-mapped shards); the parent's shard files are
+    /// hard-linked with their manifest records, and the counts are updated from the rows of
+    /// the ids the delta touches.
+    public static func append(index: String, model: IndexModel, feed: EntryFeed, deletions: [String], shards: Int?,
+                              tool: IndexManifest.Tool, policy: PublishPolicy = PublishPolicy(),
+                              note: (String) -> Void = { _ in }) throws -> PublishResult {
+        if let shards { try checkShardCount(shards) }
+        return try withLock(index, note: note) { live in
             guard let live else {
                 throw IndexError(path: index, "has no live generation (no CURRENT) to append to: build one first")
             }
-            let parent = try IndexGeneration(indexDirectory: index, generation: live)
+            let parent = try IndexGeneration(indexDirectory: index, generation: live, releasePages: true)
             try checkSameBundle(parent.manifest, model, index: index)
-            let unique = try deduplicate(entries, path: index)
-            var fresh: [IndexEntry] = []
-            var unchanged = 0
-            for e in unique {
-                if let (s, r) = parent.locate(externalID: e.entry.externalID),
-                   parent.shards[s].codes(at: r) == e.entry.codes,
-                   parent.shards[s].contentHash(at: r) == e.entry.contentHash {
-                    unchanged += 1
-                } else {
-                    fresh.append(e)
-                }
-            }
-            let freshIDs = Set(fresh.map { ExternalID($0.entry.externalID) })
-            var tombstones: [UInt64] = [], notFound: [String] = []
-            let listed = Set(deletions.map(ExternalID.init)).map(\.string).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-            for external in listed {
-                if freshIDs.contains(ExternalID(external)) {
-                    throw IndexError(path: index, "video '\(external)' is both submitted and listed for deletion in the same run")
-                }
-                if parent.locate(externalID: external) != nil {
-                    tombstones.append(VideoID.of(external))
-                } else {
-                    notFound.append(external)
-                }
-            }
-            if fresh.isEmpty && tombstones.isEmpty {
-                return PublishResult(manifest: nil, unchanged: unchanged, notFound: notFound)
-            }
-            let added = fresh.filter { parent.locate(externalID: $0.entry.externalID) == nil }.count
-            try check(policy, index: index, mode: .append, parent: (parent.name, parent.counts.live),
-                      dropped: tombstones.count, live: parent.counts.live - tombstones.count + added)
             let count = shards ?? parent.manifest.shards.filter { $0.kind == .base }.first?.shardCount ?? 1
+            try checkShardCount(count)
             let sequence = (parent.manifest.shards.map(\.sequence).max() ?? 0) + 1
-            let planned = try plan(fresh, tombstones: tombstones, model: model, count: count, kind: .delta, sequence: sequence)
-            let kept = parent.manifest.shards.map { (record: $0, from: parent.directory + "/" + $0.file) }
-            let config = IndexManifest.Config(mode: .append, shards: count, inputs: sortedInputs(inputs),
-                                              deletedIDs: listed.count)
-            let manifest = try publish(index: index, parent: parent.name, model: model,
-                                       kept: kept, planned: planned, config: config, tool: tool, verify: policy.verify)
-            return PublishResult(manifest: manifest, unchanged: unchanged, notFound: notFound, dropped: tombstones.count)
+            let listed = Set(deletions.map(ExternalID.init)).map(\.string).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            var listedByShard = [[String]](repeating: [], count: count)
+            for external in listed { listedByShard[Int(VideoID.of(external) % UInt64(count))].append(external) }
+            let draft = try Draft(index: index, parent: live)
+            do {
+                let runs = try ShardRuns(directory: draft.directory + "/.runs", count: count, dimension: model.layout.dimension)
+                let inputs = try feed(runs.add)
+                try runs.finish()
+                let withEmbeddings = try embeddingsChoice(runs)
+                var records: [IndexManifest.ShardRecord] = []
+                var unchanged = 0, added = 0
+                var freshIDs: [UInt64] = [], tombstones: [UInt64] = [], notFound: [String] = []
+                for s in 0..<count {
+                    var fresh: [IndexEntry] = []
+                    for e in try deduplicate(runs.take(s), path: index) {
+                        if let (ps, r) = parent.locate(externalID: e.entry.externalID) {
+                            if parent.shards[ps].codes(at: r) == e.entry.codes, parent.shards[ps].contentHash(at: r) == e.entry.contentHash {
+                                unchanged += 1
+                                continue
+                            }
+                        } else {
+                            added += 1
+                        }
+                        fresh.append(e)
+                    }
+                    var stones: [UInt64] = []
+                    if !listedByShard[s].isEmpty {
+                        let freshNames = Set(fresh.map { ExternalID($0.entry.externalID) })
+                        for external in listedByShard[s] {
+                            if freshNames.contains(ExternalID(external)) {
+                                throw IndexError(path: index, "video '\(external)' is both submitted and listed for deletion in the same run")
+                            }
+                            if parent.locate(externalID: external) != nil {
+                                stones.append(VideoID.of(external))
+                            } else {
+                                notFound.append(external)
+                            }
+                        }
+                    }
+                    freshIDs += fresh.map(\.entry.id)
+                    tombstones += stones
+                    // Deltas only where there is something to say.
+                    if fresh.isEmpty && stones.isEmpty { continue }
+                    records.append(try writeShard(fresh, tombstones: stones.sorted(), model: model, shard: s, of: count,
+                                                  kind: .delta, sequence: sequence, embeddings: withEmbeddings,
+                                                  into: draft.directory))
+                }
+                draft.removeScratch()
+                notFound.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+                if freshIDs.isEmpty && tombstones.isEmpty {
+                    draft.discard()
+                    return PublishResult(manifest: nil, unchanged: unchanged, notFound: notFound)
+                }
+                try check(policy, index: index, mode: .append, parent: (parent.name, parent.counts.live),
+                          dropped: tombstones.count, live: parent.counts.live - tombstones.count + added)
+                let kept = parent.manifest.shards.map { (record: $0, from: parent.directory + "/" + $0.file) }
+                let counts = parent.countsAfterAppending(entries: freshIDs, tombstones: tombstones)
+                let config = IndexManifest.Config(mode: .append, shards: count, inputs: sortedInputs(inputs),
+                                                  deletedIDs: listed.count)
+                let manifest = try publish(draft, model: model, kept: kept, written: records, counts: counts,
+                                           config: config, tool: tool, verify: policy.verify)
+                return PublishResult(manifest: manifest, unchanged: unchanged, notFound: notFound, dropped: tombstones.count)
+            } catch {
+                draft.discard()
+                throw error
+            }
         }
     }
 
     /// Rewrites the live generation's live entries into fresh base shards, dropping
-    /// superseded and deleted entries, without re-encoding.
+    /// superseded and deleted entries, without re-encoding; in bounded memory, as a build.
     /// - Parameter shards: the new shard count (default: the parent's base shard count).
     public static func compact(index: String, shards: Int?, tool: IndexManifest.Tool,
                                policy: PublishPolicy = PublishPolicy(),
                                note: (String) -> Void = { _ in }) throws -> PublishResult {
-        try withLock(index, note: note) { live in
+        if let shards { try checkShardCount(shards) }
+        return try withLock(index, note: note) { live in
             guard let live else {
                 throw IndexError(path: index, "has no live generation (no CURRENT) to compact")
             }
-            let parent = try IndexGeneration(indexDirectory: index, generation: live, verifyChecksums: true)
+            let parent = try IndexGeneration(indexDirectory: index, generation: live, verifyChecksums: true, releasePages: true)
             let m = parent.manifest
             let model = IndexModel(bundleFingerprint: m.bundleFingerprint, quantizer: parent.quantizer)
-            let liveRows = parent.liveEntries()
-            let keepEmbeddings = !liveRows.isEmpty && liveRows.allSatisfy { parent.shards[$0.shard].coarseEmbeddingsF16 != nil }
-            let D = m.dimension
-            let entries = liveRows.map { (s, r) -> IndexEntry in
-                let shard = parent.shards[s]
-                let entry = ShardEntry(id: shard.ids[r], externalID: shard.externalID(at: r),
-                                       contentHash: shard.contentHash(at: r), codes: shard.codes(at: r))
-                var embedding: [UInt16]? = nil
-                if keepEmbeddings, let e = shard.coarseEmbeddingsF16 { embedding = Array(e[(r * D)..<((r + 1) * D)]) }
-                return IndexEntry(entry: entry, coarseEmbedding: embedding)
-            }
             let count = shards ?? m.shards.filter { $0.kind == .base }.first?.shardCount ?? 1
-            try check(policy, index: index, mode: .compact, parent: (parent.name, parent.counts.live),
-                      dropped: parent.counts.live - entries.count, live: entries.count)
-            let planned = try plan(entries, tombstones: [], model: model, count: count, kind: .base, sequence: 0)
-            let config = IndexManifest.Config(mode: .compact, shards: count, inputs: nil, deletedIDs: nil)
-            let manifest = try publish(index: index, parent: parent.name, model: model,
-                                       kept: [], planned: planned, config: config, tool: tool, verify: policy.verify)
-            return PublishResult(manifest: manifest, unchanged: 0, notFound: [])
+            try checkShardCount(count)
+            let keepEmbeddings = parent.counts.live > 0 && parent.shards.indices.allSatisfy { s in
+                parent.shards[s].coarseEmbeddingsF16 != nil || !(0..<parent.shards[s].count).contains { r in parent.isLive(shard: s, row: r) }
+            }
+            let draft = try Draft(index: index, parent: live)
+            do {
+                let runs = try ShardRuns(directory: draft.directory + "/.runs", count: count, dimension: m.dimension)
+                let D = m.dimension
+                for s in parent.shards.indices {
+                    let shard = parent.shards[s]
+                    for r in 0..<shard.count where parent.isLive(shard: s, row: r) {
+                        let entry = ShardEntry(id: shard.ids[r], externalID: shard.externalID(at: r),
+                                               contentHash: shard.contentHash(at: r), codes: shard.codes(at: r))
+                        var embedding: [UInt16]? = nil
+                        if keepEmbeddings, let e = shard.coarseEmbeddingsF16 { embedding = Array(e[(r * D)..<((r + 1) * D)]) }
+                        try runs.add(IndexEntry(entry: entry, coarseEmbedding: embedding))
+                    }
+                    shard.releaseResidentPages()
+                }
+                try runs.finish()
+                try check(policy, index: index, mode: .compact, parent: (parent.name, parent.counts.live),
+                          dropped: parent.counts.live - runs.added, live: runs.added)
+                var records: [IndexManifest.ShardRecord] = []
+                for s in 0..<count {
+                    let unique = try deduplicate(runs.take(s), path: index)
+                    records.append(try writeShard(unique, tombstones: [], model: model, shard: s, of: count, kind: .base,
+                                                  sequence: 0, embeddings: keepEmbeddings, into: draft.directory))
+                }
+                draft.removeScratch()
+                let config = IndexManifest.Config(mode: .compact, shards: count, inputs: nil, deletedIDs: nil)
+                let counts = IndexManifest.Counts(entries: runs.added, live: runs.added, superseded: 0, deleted: 0)
+                let manifest = try publish(draft, model: model, kept: [], written: records, counts: counts,
+                                           config: config, tool: tool, verify: policy.verify)
+                return PublishResult(manifest: manifest, unchanged: 0, notFound: [])
+            } catch {
+                draft.discard()
+                throw error
+            }
         }
     }
 
-    // MARK: Planning
+    // MARK: Writing shards
 
-    struct PlannedShard {
-        var file: String
-        var kind: ShardKind
-        var sequence: Int
-        var contents: ShardContents
+    static func checkShardCount(_ count: Int) throws {
+        guard count >= 1 && count <= 9999 else { throw IndexError(path: "", "the shard count must be between 1 and 9999, not \(count)") }
     }
 
     static func checkSameBundle(_ manifest: IndexManifest, _ model: IndexModel, index: String) throws {
@@ -257,9 +365,18 @@ public enum IndexBuilder {
         }
     }
 
-    /// One entry per external id. The same id twice with the same content and codes is one
-    /// video; with different ones it is an error (which would win would depend on input
-    /// order). Two external ids with the same 64-bit id are refused too.
+    /// Whether the generation stores coarse embeddings: for all videos or none.
+    static func embeddingsChoice(_ runs: ShardRuns) throws -> Bool {
+        guard runs.withEmbedding > 0 else { return false }
+        if runs.withEmbedding != runs.added, let bad = runs.firstWithoutEmbedding {
+            throw IndexError(path: "", "video '\(bad)' has no coarse embedding of \(runs.dimension) values, but others do: store embeddings for all videos or none")
+        }
+        return true
+    }
+
+    /// One entry per external id, sorted by id. The same id twice with the same content and
+    /// codes is one video; with different ones it is an error (which would win would depend
+    /// on input order). Two external ids with the same 64-bit id are refused too.
     static func deduplicate(_ entries: [IndexEntry], path: String) throws -> [IndexEntry] {
         var byID: [UInt64: IndexEntry] = [:]
         byID.reserveCapacity(entries.count)
@@ -281,37 +398,45 @@ public enum IndexBuilder {
         return byID.values.sorted { $0.entry.id < $1.entry.id }
     }
 
-    static func plan(_ entries: [IndexEntry], tombstones: [UInt64], model: IndexModel, count: Int,
-                     kind: ShardKind, sequence: Int) throws -> [PlannedShard] {
-        guard count >= 1 && count <= 9999 else { throw IndexError(path: "", "the shard count must be between 1 and 9999, not \(count)") }
-        let withEmbeddings = entries.contains { $0.coarseEmbedding != nil }
-        if withEmbeddings, let bad = entries.first(where: { $0.coarseEmbedding?.count != model.layout.dimension }) {
-            throw IndexError(path: "", "video '\(bad.entry.externalID)' has no coarse embedding of \(model.layout.dimension) values, but others do: store embeddings for all videos or none")
+    /// How many of `ids` (sorted) are not ids of `entries` (sorted by id).
+    static func countMissing(_ ids: [UInt64], from entries: [IndexEntry]) -> Int {
+        var missing = 0, j = 0
+        for id in ids {
+            while j < entries.count && entries[j].entry.id < id { j += 1 }
+            if j == entries.count || entries[j].entry.id != id { missing += 1 }
         }
-        var buckets = [[IndexEntry]](repeating: [], count: count)
-        for e in entries { buckets[Int(e.entry.id % UInt64(count))].append(e) }
-        var stones = [[UInt64]](repeating: [], count: count)
-        for t in tombstones { stones[Int(t % UInt64(count))].append(t) }
+        return missing
+    }
+
+    /// Writes shard `shard` of `count` (entries sorted by id, unique) into `directory`
+    /// and returns its manifest record (size, CRC-32C and SHA-256 from the bytes written).
+    static func writeShard(_ entries: [IndexEntry], tombstones: [UInt64], model: IndexModel, shard: Int, of count: Int,
+                           kind: ShardKind, sequence: Int, embeddings: Bool, into directory: String) throws -> IndexManifest.ShardRecord {
         guard let fingerprint = SHA256Digest.bytes(fromHex: model.bundleFingerprint), fingerprint.count == 32 else {
             throw IndexError(path: "", "bundle fingerprint '\(model.bundleFingerprint)' is not 64 hex digits")
         }
-        var planned: [PlannedShard] = []
-        for s in 0..<count {
-            // Deltas only where there is something to say; base shards always (S files).
-            if kind == .delta && buckets[s].isEmpty && stones[s].isEmpty { continue }
-            let sorted = buckets[s].sorted { $0.entry.id < $1.entry.id }
-            let embeddings: [UInt16]? = withEmbeddings ? sorted.flatMap { $0.coarseEmbedding! } : nil
-            let layout = model.layout
-            let contents = ShardContents(levels: UInt32(layout.levels), subspaces: UInt32(layout.subspaces),
-                                         codewords: UInt32(layout.codewords), dimension: UInt32(layout.dimension),
-                                         bundleFingerprint: fingerprint, shardIndex: UInt32(s), shardCount: UInt32(count),
-                                         entries: sorted.map(\.entry), tombstones: stones[s].sorted(),
-                                         coarseEmbeddingsF16: embeddings)
-            let file = kind == .base ? String(format: "base-%04d.vidx", s)
-                                      : String(format: "delta-%04d-%04d.vidx", sequence, s)
-            planned.append(PlannedShard(file: file, kind: kind, sequence: sequence, contents: contents))
+        let layout = model.layout
+        var vectors: [UInt16]? = nil
+        if embeddings {
+            var all: [UInt16] = []
+            all.reserveCapacity(entries.count * layout.dimension)
+            for e in entries { all += e.coarseEmbedding! }
+            vectors = all
         }
-        return planned
+        let contents = ShardContents(levels: UInt32(layout.levels), subspaces: UInt32(layout.subspaces),
+                                     codewords: UInt32(layout.codewords), dimension: UInt32(layout.dimension),
+                                     bundleFingerprint: fingerprint, shardIndex: UInt32(shard), shardCount: UInt32(count),
+                                     entries: entries.map(\.entry), tombstones: tombstones, coarseEmbeddingsF16: vectors)
+        let file = kind == .base ? String(format: "base-%04d.vidx", shard) : String(format: "delta-%04d-%04d.vidx", sequence, shard)
+        let path = directory + "/" + file
+        let bytes = try ShardWriter.bytes(contents, path: path)
+        try bytes.withUnsafeBytes { try AtomicFile.write($0, to: path) }
+        let crc = bytes.withUnsafeBytes {
+            $0.loadUnaligned(fromByteOffset: bytes.count - ShardFormat.trailerSize + ShardFormat.Trailer.fileCRC, as: UInt32.self).littleEndian
+        }
+        return IndexManifest.ShardRecord(file: file, kind: kind, sequence: sequence, shardIndex: shard, shardCount: count,
+                                         videos: entries.count, tombstones: tombstones.count, bytes: bytes.count,
+                                         crc32c: String(format: "%08x", crc), sha256: SHA256Digest.hex(bytes))
     }
 
     static func sortedInputs(_ inputs: [IndexManifest.Input]) -> [IndexManifest.Input] {
@@ -320,36 +445,45 @@ public enum IndexBuilder {
 
     // MARK: Publishing
 
-    static func publish(index: String, parent: String?, model: IndexModel,
-                        kept: [(record: IndexManifest.ShardRecord, from: String)], planned: [PlannedShard],
+    /// A new generation being written, under its temporary name `INDEX/.tmp-gNNNNNN`
+    /// (which the next run removes if this one is interrupted).
+    struct Draft {
+        let index: String
+        let parent: String?
+        let name: String
+        let directory: String
+
+        init(index: String, parent: String?) throws {
+            self.index = index
+            self.parent = parent
+            name = try IndexBuilder.nextGenerationName(after: parent, index: index)
+            directory = index + "/.tmp-" + name
+            try? FileManager.default.removeItem(atPath: directory)
+            try AtomicFile.makeDirectory(directory)
+        }
+
+        /// Removes the scratch runs, keeping what will be published.
+        func removeScratch() {
+            for scratch in [".runs", ".parent-ids"] { try? FileManager.default.removeItem(atPath: directory + "/" + scratch) }
+        }
+
+        /// Removes the whole draft (a refusal or a failure: nothing published).
+        func discard() {
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+    }
+
+    /// Completes `draft` (the parent's `kept` shards linked in with their records, the
+    /// codebooks, the manifest), renames it to its generation name, verifies it when asked,
+    /// then switches `CURRENT`.
+    static func publish(_ draft: Draft, model: IndexModel, kept: [(record: IndexManifest.ShardRecord, from: String)],
+                        written: [IndexManifest.ShardRecord], counts: IndexManifest.Counts,
                         config: IndexManifest.Config, tool: IndexManifest.Tool, verify: Bool) throws -> IndexManifest {
-        let name = try nextGenerationName(after: parent, index: index)
-        let tmp = index + "/.tmp-" + name
-        try AtomicFile.makeDirectory(tmp)
-        var files: [(file: String, kind: ShardKind, sequence: Int)] = []
-        for k in kept {
-            try linkOrCopy(k.from, to: tmp + "/" + k.record.file)
-            files.append((k.record.file, k.record.kind, k.record.sequence))
-        }
-        for p in planned {
-            try ShardWriter.write(p.contents, to: tmp + "/" + p.file)
-            files.append((p.file, p.kind, p.sequence))
-        }
-        files.sort { ($0.sequence, $0.file) < ($1.sequence, $1.file) }
+        let (index, parent, name, tmp) = (draft.index, draft.parent, draft.name, draft.directory)
+        for k in kept { try linkOrCopy(k.from, to: tmp + "/" + k.record.file) }
+        let records = (kept.map(\.record) + written).sorted { ($0.sequence, $0.file) < ($1.sequence, $1.file) }
         let codebooksFile = Codebooks.fileName(bundleFingerprint: model.bundleFingerprint)
         try model.quantizer.write(to: tmp + "/" + codebooksFile, bundleFingerprint: model.bundleFingerprint)
-        var shards: [Shard] = [], records: [IndexManifest.ShardRecord] = []
-        for f in files {
-            let path = tmp + "/" + f.file
-            let shard = try Shard(path: path, verifyChecksums: false)
-            let bytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-            records.append(IndexManifest.ShardRecord(
-                file: f.file, kind: f.kind, sequence: f.sequence, shardIndex: Int(shard.header.shardIndex),
-                shardCount: Int(shard.header.shardCount), videos: shard.count, tombstones: shard.tombstones.count,
-                bytes: bytes, crc32c: String(format: "%08x", shard.fileCRC), sha256: try SHA256Digest.hex(fileAt: path)))
-            shards.append(shard)
-        }
-        let (_, counts) = IndexGeneration.resolve(shards, sequences: records.map(\.sequence))
         let codebooksPath = tmp + "/" + codebooksFile
         let manifest = IndexManifest(
             generation: name, parent: parent, bundleFingerprint: model.bundleFingerprint, levels: model.layout.levels,

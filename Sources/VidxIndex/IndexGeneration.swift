@@ -53,10 +53,15 @@ public final class IndexGeneration: @unchecked Sendable {
     }
 
     /// Opens generation `generation` (default: the one `CURRENT` names).
-    /// - Parameter verifyChecksums: also check every section's and file's CRC-32C (reads
-    ///   every byte); the header and table checksums are always checked.
+    /// - Parameters:
+    ///   - verifyChecksums: also check every section's and file's CRC-32C (reads every
+    ///     byte); the header and table checksums are always checked.
+    ///   - releasePages: drop each shard's pages from this process's resident memory once
+    ///     it is validated (they stay in the page cache): for tools that walk a large index
+    ///     once (builders, the verifier), so their peak does not grow with the index.
     /// - Throws: `IndexError` or `ShardError` naming the file and the problem.
-    public init(indexDirectory: String, generation: String? = nil, verifyChecksums: Bool = false) throws {
+    public init(indexDirectory: String, generation: String? = nil, verifyChecksums: Bool = false,
+                releasePages: Bool = false) throws {
         self.indexDirectory = indexDirectory
         let name = try generation ?? IndexGeneration.currentName(indexDirectory: indexDirectory)
         try IndexGeneration.checkName(name, indexDirectory: indexDirectory)
@@ -67,11 +72,18 @@ public final class IndexGeneration: @unchecked Sendable {
         for record in manifest.shards {
             let shard = try Shard(path: directory + "/" + record.file, verifyChecksums: verifyChecksums)
             try IndexGeneration.check(shard, against: record, manifest: manifest, path: directory + "/" + record.file)
+            if releasePages { shard.releaseResidentPages() }
             shards.append(shard)
         }
         self.shards = shards
         quantizer = try Codebooks.read(path: directory + "/" + manifest.codebooks.file, manifest: manifest)
         (hidden, counts) = IndexGeneration.resolve(shards, sequences: manifest.shards.map(\.sequence))
+        if releasePages { releaseResidentPages() }
+    }
+
+    /// Drops every shard's pages from resident memory (`Shard.releaseResidentPages`).
+    public func releaseResidentPages() {
+        for shard in shards { shard.releaseResidentPages() }
     }
 
     /// Checks that a shard's header agrees with its manifest record and the generation.
@@ -167,9 +179,48 @@ public final class IndexGeneration: @unchecked Sendable {
     public func liveEntries() -> [(shard: Int, row: Int)] {
         var out: [(shard: Int, row: Int)] = []
         out.reserveCapacity(counts.live)
-        for s in shards.indices {
-            for r in 0..<shards[s].count where isLive(shard: s, row: r) { out.append((s, r)) }
-        }
+        forEachLive { out.append(($0, $1)) }
         return out
+    }
+
+    /// Calls `body(shard, row)` for every live entry, in shard order then row order.
+    public func forEachLive(_ body: (Int, Int) throws -> Void) rethrows {
+        for s in shards.indices {
+            for r in 0..<shards[s].count where isLive(shard: s, row: r) { try body(s, r) }
+        }
+    }
+
+    /// The counts of this generation with one more sequence on top holding entries with
+    /// ids `entries` and tombstones `tombstones` (each distinct; no id in both): what
+    /// `resolve` would count over all the shards, found from the rows of those ids alone
+    /// (a binary search in the one shard of each sequence that can hold an id), so an
+    /// append costs what its delta costs.
+    public func countsAfterAppending(entries: [UInt64], tombstones: [UInt64]) -> IndexManifest.Counts {
+        var c = counts
+        c.entries += entries.count
+        let sequences = manifest.shards.map(\.sequence)
+        func rows(of id: UInt64) -> [(shard: Int, row: Int)] {
+            shards.indices.compactMap { s in
+                let h = shards[s].header
+                guard id % UInt64(h.shardCount) == UInt64(h.shardIndex), let r = shards[s].index(of: id) else { return nil }
+                return (s, r)
+            }
+        }
+        for id in entries {
+            let found = rows(of: id)
+            for (s, r) in found {
+                if isLive(shard: s, row: r) {
+                    c.superseded += 1                  // was live: the new entry supersedes it
+                } else if !found.contains(where: { sequences[$0.shard] > sequences[s] }) {
+                    c.deleted -= 1                     // was hidden by a tombstone alone:
+                    c.superseded += 1                  // a newer entry now supersedes it
+                }
+            }
+        }
+        for id in tombstones {
+            for (s, r) in rows(of: id) where isLive(shard: s, row: r) { c.deleted += 1 }
+        }
+        c.live = c.entries - c.superseded - c.deleted
+        return c
     }
 }

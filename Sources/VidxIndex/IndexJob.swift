@@ -2,13 +2,15 @@ import Foundation
 import VidxCore
 import VidxQuantization
 
-/// The codes files of a run, read into index entries: what `vidx-shard` feeds the builder.
+/// The codes files of a run, read one at a time into index entries: what `vidx-shard`
+/// feeds the builder (which spills them by shard, so no run holds every entry at once).
 ///
 /// Every file is checked against the model (its layout and, with embeddings, their width)
 /// and against its spec (`CodesFile`); a file that fails is `unreadable` (named, left out).
 /// Videos that failed encoding are counted by class and left out.
 public struct IndexInputs: Sendable {
-    public var entries: [IndexEntry] = []
+    /// Videos handed on (every usable video of every readable file, duplicates included).
+    public var videos = 0
     /// The files read, by SHA-256 (recorded in the manifest).
     public var inputs: [IndexManifest.Input] = []
     /// The files that could not be used, and why.
@@ -19,15 +21,17 @@ public struct IndexInputs: Sendable {
 
     public init() {}
 
-    /// Reads `paths` in order.
+    /// Reads `paths` in order, handing every usable video to `each` as it goes (one file
+    /// in memory at a time).
     /// - Parameters:
     ///   - embeddings: also keep each video's float16 coarse embedding (the files must hold
     ///     embeddings).
     ///   - note: receives one line per file that cannot be used.
     /// - Throws: `IndexError` for a file made with another bundle, or without embeddings
-    ///   when they are asked for: such inputs cannot share the index at all.
-    public static func read(_ paths: [String], model: IndexModel, embeddings: Bool,
-                            note: (String) -> Void = { _ in }) throws -> IndexInputs {
+    ///   when they are asked for: such inputs cannot share the index at all; what `each` throws.
+    public static func scan(_ paths: [String], model: IndexModel, embeddings: Bool,
+                            note: (String) -> Void = { _ in },
+                            each: (IndexEntry) throws -> Void) throws -> IndexInputs {
         var result = IndexInputs()
         let layout = model.layout
         let progress = ProgressLine(total: paths.count, minimumItems: 8)
@@ -62,9 +66,9 @@ public struct IndexInputs: Sendable {
                     let base = i * layout.vectorCount  // level 0 of video i; the width was checked
                     embedding = (0..<D).map { Float16(e[base + $0]).bitPattern }
                 }
-                result.entries.append(IndexEntry(externalID: video.id, contentHash: contentHashBytes(video.contentHash),
-                                                 codes: Array(file.codes[(i * per)..<((i + 1) * per)]),
-                                                 coarseEmbedding: embedding))
+                result.videos += 1
+                try each(IndexEntry(externalID: video.id, contentHash: contentHashBytes(video.contentHash),
+                                    codes: Array(file.codes[(i * per)..<((i + 1) * per)]), coarseEmbedding: embedding))
             }
             result.inputs.append(.init(sha256: try SHA256Digest.hex(fileAt: path), videos: file.videos.count))
         }
@@ -78,7 +82,7 @@ public struct IndexInputs: Sendable {
         if !unreadable.isEmpty && !allowMissing {
             throw PublishRefusal(index: index, "\(unreadable.count) of the \(total) codes files could not be read (named above); publishing without them would leave out their videos. Nothing published, CURRENT unchanged; pass --allow-missing-inputs to publish the rest")
         }
-        if entries.isEmpty && build {
+        if videos == 0 && build {
             let classes = failures.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key) \($0.value)" }
                 .joined(separator: ", ")
             let why = failedVideos > 0 ? "every one of the \(failedVideos) videos in the codes files failed (\(classes))"
@@ -137,19 +141,25 @@ public enum IndexJob {
             return Outcome(result: result, inputs: IndexInputs())
         }
         guard let model else { throw IndexError(path: index, "a build or an append needs the bundle's model") }
-        let inputs = try IndexInputs.read(codes, model: model, embeddings: embeddings, note: note)
         var isBuild = false
         if case .build = mode { isBuild = true }
-        try inputs.checkUsable(index: index, of: codes.count, allowMissing: allowMissingInputs, build: isBuild)
+        // Read under the index lock, straight into the builder's per-shard runs; the
+        // usability checks run once every file has been read, before any shard is written.
+        var inputs = IndexInputs()
+        let feed: IndexBuilder.EntryFeed = { add in
+            inputs = try IndexInputs.scan(codes, model: model, embeddings: embeddings, note: note, each: add)
+            try inputs.checkUsable(index: index, of: codes.count, allowMissing: allowMissingInputs, build: isBuild)
+            return inputs.inputs
+        }
         let result: PublishResult
         switch mode {
         case .build(let shards):
-            result = try IndexBuilder.build(index: index, model: model, entries: inputs.entries, inputs: inputs.inputs,
-                                            shards: shards, tool: tool, policy: policy, note: note)
+            result = try IndexBuilder.build(index: index, model: model, feed: feed, shards: shards, tool: tool,
+                                            policy: policy, note: note)
         case .append(let list, let shards):
             let deletions = try list.map(IndexInputs.readDeletions) ?? []
-            result = try IndexBuilder.append(index: index, model: model, entries: inputs.entries, deletions: deletions,
-                                             inputs: inputs.inputs, shards: shards, tool: tool, policy: policy, note: note)
+            result = try IndexBuilder.append(index: index, model: model, feed: feed, deletions: deletions,
+                                             shards: shards, tool: tool, policy: policy, note: note)
         case .compact:
             preconditionFailure("handled above")
         }

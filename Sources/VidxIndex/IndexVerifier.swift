@@ -62,6 +62,7 @@ public enum IndexVerifier {
                 do { try IndexGeneration.check(shard, against: record, manifest: manifest, path: path) } catch {
                     problems.append("\(error)")
                 }
+                shard.releaseResidentPages()   // one shard resident at a time, however large the index
                 shards.append(shard)
                 sequences.append(record.sequence)
             } catch {
@@ -74,14 +75,18 @@ public enum IndexVerifier {
             problems.append("\(dir)/\(f): not listed in the manifest")
         }
         // Within a sequence, shards partition the ids: no id twice, so none is live twice.
+        // Shards of one count with distinct indices do by construction (each shard's ids were
+        // checked to be its index modulo the count); only a sequence of mixed counts needs
+        // the ids compared.
         for sequence in Set(sequences).sorted() {
             let members = shards.indices.filter { sequences[$0] == sequence }
             var seen = Set<UInt64>()
             var indices = Set<UInt32>()
+            for s in members where !indices.insert(shards[s].header.shardIndex).inserted {
+                problems.append("\(dir): sequence \(sequence) has shard index \(shards[s].header.shardIndex) twice")
+            }
+            if Set(members.map { shards[$0].header.shardCount }).count <= 1 { continue }
             for s in members {
-                if !indices.insert(shards[s].header.shardIndex).inserted {
-                    problems.append("\(dir): sequence \(sequence) has shard index \(shards[s].header.shardIndex) twice")
-                }
                 for (row, id) in shards[s].ids.enumerated() where !seen.insert(id).inserted {
                     problems.append("\(shards[s].path): id \(id) ('\(shards[s].externalID(at: row))') is also in another shard of sequence \(sequence)")
                 }
