@@ -16,7 +16,7 @@ PIP_PACKAGES = numpy jsonschema pytest
 # Slurm and munge, for `make test-slurm` (a one-node cluster started by the test itself).
 SLURM_PACKAGES = slurm-wlm munge
 
-.PHONY: all setup setup-slurm build test test-slurm demo index nightly rebuild compact reshard slurm models bench-decode bench-encode bench-search bench-extract bench-pipeline bench-plan fuzz fuzz-ci clean
+.PHONY: all setup setup-slurm build test test-slurm demo index nightly rebuild compact reshard slurm models bench-decode bench-encode bench-search bench-extract bench-pipeline bench-plan bench-shard fuzz fuzz-ci clean
 
 all: build
 
@@ -110,6 +110,12 @@ bench-pipeline: build models
 
 bench-plan: build models
 	$(PYTHON) Pipelines/bench/bench_plan.py --bin $(BIN) --workdir bench-out/plan
+
+# vidx-shard at cluster scale: 10 M synthetic videos into 64 shards (build, verify,
+# append of 100 k, compaction): time, peak memory, bytes/s against the disk's own write
+# speed. Needs about 15 GB of disk in bench-out/shard; VIDEOS=N for a smaller run.
+bench-shard: build models
+	$(PYTHON) Pipelines/bench/bench_shard.py --bin $(BIN) --workdir bench-out/shard $(if $(VIDEOS),--videos $(VIDEOS) --small $$(( $(VIDEOS) / 10 )))
 
 # Fuzzing (libFuzzer + AddressSanitizer) of every reader: index shards, safetensors, NPY,
 # bundle.json and MANIFEST.json. SwiftPM builds `vidx-fuzz` from the package's own targets

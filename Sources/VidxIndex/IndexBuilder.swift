@@ -133,52 +133,71 @@ public enum IndexBuilder {
                              note: (String) -> Void = { _ in }) throws -> PublishResult {
         try checkShardCount(shards)
         return try withLock(index, note: note) { live in
-            var parent: IndexGeneration? = nil
-            if let live {
-                do {
-                    parent = try IndexGeneration(indexDirectory: index, generation: live, releasePages: true)
-                } catch {
-                    if !policy.allowShrink {
-                        throw PublishRefusal(index: index, "the live generation \(live) cannot be read (\(error)), so how many of its videos this build would drop cannot be checked; nothing published, CURRENT unchanged. Pass --allow-shrink to replace it anyway")
-                    }
-                }
-            }
+            let parent = try openParent(index: index, live: live, policy: policy)
             let draft = try Draft(index: index, parent: live)
             do {
                 let runs = try ShardRuns(directory: draft.directory + "/.runs", count: shards, dimension: model.layout.dimension)
                 let inputs = try feed(runs.add)
                 try runs.finish()
                 let withEmbeddings = try embeddingsChoice(runs)
-                var parentIDs: IDRuns? = nil
-                if let parent {
-                    let ids = try IDRuns(directory: draft.directory + "/.parent-ids", count: shards)
-                    try parent.forEachLive { s, r in try ids.add(parent.shards[s].ids[r]) }
-                    try ids.finish()
-                    parent.releaseResidentPages()
-                    parentIDs = ids
-                }
                 var records: [IndexManifest.ShardRecord] = []
-                var live = 0, dropped = 0
                 for s in 0..<shards {
                     let unique = try deduplicate(runs.take(s), path: index)
-                    live += unique.count
-                    if let parentIDs { dropped += countMissing(try parentIDs.takeSorted(s), from: unique) }
                     records.append(try writeShard(unique, tombstones: [], model: model, shard: s, of: shards, kind: .base,
                                                   sequence: 0, embeddings: withEmbeddings, into: draft.directory))
                 }
                 draft.removeScratch()
-                try check(policy, index: index, mode: .build, parent: parent.map { ($0.name, $0.counts.live) },
-                          dropped: dropped, live: live)
-                let config = IndexManifest.Config(mode: .build, shards: shards, inputs: sortedInputs(inputs), deletedIDs: nil)
-                let counts = IndexManifest.Counts(entries: live, live: live, superseded: 0, deleted: 0)
-                let manifest = try publish(draft, model: model, kept: [], written: records, counts: counts, config: config,
-                                           tool: tool, verify: policy.verify)
-                return PublishResult(manifest: manifest, unchanged: 0, notFound: [], dropped: dropped)
+                return try finishBuild(draft, parent: parent, records: records, model: model, inputs: inputs,
+                                       policy: policy, tool: tool)
             } catch {
                 draft.discard()
                 throw error
             }
         }
+    }
+
+    /// The live generation a build replaces (nil when the index has none). One that cannot
+    /// be read is refused, unless `policy.allowShrink`: what the build drops cannot be counted.
+    static func openParent(index: String, live: String?, policy: PublishPolicy) throws -> IndexGeneration? {
+        guard let live else { return nil }
+        do {
+            return try IndexGeneration(indexDirectory: index, generation: live, releasePages: true)
+        } catch {
+            if !policy.allowShrink {
+                throw PublishRefusal(index: index, "the live generation \(live) cannot be read (\(error)), so how many of its videos this build would drop cannot be checked; nothing published, CURRENT unchanged. Pass --allow-shrink to replace it anyway")
+            }
+            return nil
+        }
+    }
+
+    /// Completes a build whose base shards (`records`, one per shard index) are in `draft`:
+    /// counts what it drops of `parent`'s live videos (the parent's live ids spilled by
+    /// shard and compared, shard by shard, with the ids of the shard written), checks the
+    /// policy, then publishes.
+    static func finishBuild(_ draft: Draft, parent: IndexGeneration?, records: [IndexManifest.ShardRecord], model: IndexModel,
+                            inputs: [IndexManifest.Input], policy: PublishPolicy, tool: IndexManifest.Tool) throws -> PublishResult {
+        let shards = records.count
+        let live = records.reduce(0) { $0 + $1.videos }
+        var dropped = 0
+        if let parent {
+            let ids = try IDRuns(directory: draft.directory + "/.parent-ids", count: shards)
+            try parent.forEachLive { s, r in try ids.add(parent.shards[s].ids[r]) }
+            try ids.finish()
+            parent.releaseResidentPages()
+            for (s, record) in records.enumerated() {
+                let shard = try Shard(path: draft.directory + "/" + record.file, verifyChecksums: false)
+                dropped += countMissing(try ids.takeSorted(s), from: shard.ids)
+                shard.releaseResidentPages()
+            }
+            draft.removeScratch()
+        }
+        try check(policy, index: draft.index, mode: .build, parent: parent.map { ($0.name, $0.counts.live) },
+                  dropped: dropped, live: live)
+        let config = IndexManifest.Config(mode: .build, shards: shards, inputs: sortedInputs(inputs), deletedIDs: nil)
+        let counts = IndexManifest.Counts(entries: live, live: live, superseded: 0, deleted: 0)
+        let manifest = try publish(draft, model: model, kept: [], written: records, counts: counts, config: config,
+                                   tool: tool, verify: policy.verify)
+        return PublishResult(manifest: manifest, unchanged: 0, notFound: [], dropped: dropped)
     }
 
     /// Refuses what `policy` forbids: an empty generation, or one that drops more than
@@ -269,6 +288,10 @@ public enum IndexBuilder {
                     }
                     freshIDs += fresh.map(\.entry.id)
                     tombstones += stones
+                    // The lookups touched rows all over the parent's shards (and the kernel maps
+                    // neighbouring pages with each): let them go, so the resident set stays
+                    // one delta shard's worth however large the index.
+                    parent.releaseResidentPages()
                     // Deltas only where there is something to say.
                     if fresh.isEmpty && stones.isEmpty { continue }
                     records.append(try writeShard(fresh, tombstones: stones.sorted(), model: model, shard: s, of: count,
@@ -398,12 +421,12 @@ public enum IndexBuilder {
         return byID.values.sorted { $0.entry.id < $1.entry.id }
     }
 
-    /// How many of `ids` (sorted) are not ids of `entries` (sorted by id).
-    static func countMissing(_ ids: [UInt64], from entries: [IndexEntry]) -> Int {
+    /// How many of `ids` (sorted) are not in `present` (sorted).
+    static func countMissing(_ ids: [UInt64], from present: UnsafeBufferPointer<UInt64>) -> Int {
         var missing = 0, j = 0
         for id in ids {
-            while j < entries.count && entries[j].entry.id < id { j += 1 }
-            if j == entries.count || entries[j].entry.id != id { missing += 1 }
+            while j < present.count && present[j] < id { j += 1 }
+            if j == present.count || present[j] != id { missing += 1 }
         }
         return missing
     }
