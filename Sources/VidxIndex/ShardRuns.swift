@@ -84,10 +84,12 @@ final class ShardRuns {
         }
     }
 
-    /// The entries of run `run`, in the order they were added; the run's file is removed.
-    func take(_ run: Int) throws -> [IndexEntry] {
+    /// The entries of run `run`, in the order they were added; the run's file is removed
+    /// unless `remove` is false (a staged build's runs stay until the build is published,
+    /// so a shard task can be run again).
+    func take(_ run: Int, remove: Bool = true) throws -> [IndexEntry] {
         let path = path(run)
-        let data = try takeFile(path, what: "a temporary shard run")
+        let data = try takeFile(path, what: "a temporary shard run", remove: remove)
         var out: [IndexEntry] = []
         var at = 0
         func need(_ n: Int) throws {
@@ -209,12 +211,16 @@ private func appendToFile(_ path: String, _ bytes: UnsafeRawBufferPointer, what:
     }
 }
 
-/// The whole file at `path`, then removes it; empty when there is no such file.
-private func takeFile(_ path: String, what: String) throws -> [UInt8] {
+/// The whole file at `path`, then removes it (unless `remove` is false); empty when there
+/// is no such file.
+private func takeFile(_ path: String, what: String, remove: Bool = true) throws -> [UInt8] {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     if fd < 0 && errno == ENOENT { return [] }
     guard fd >= 0 else { throw IndexError(path: path, "cannot read back \(what): \(String(cString: strerror(errno)))") }
-    defer { close(fd); unlink(path) }
+    defer {
+        close(fd)
+        if remove { unlink(path) }
+    }
     var st = stat()
     guard fstat(fd, &st) == 0 else { throw IndexError(path: path, "cannot read back \(what): \(String(cString: strerror(errno)))") }
     var data = [UInt8](repeating: 0, count: Int(st.st_size))

@@ -23,6 +23,12 @@ struct ShardCommand: StageCommand {
         --max-shrink of the live generation's videos (deleted, or left out of a rebuild) is \
         refused unless --allow-shrink. Each run first removes what interrupted runs left: \
         temporary names, and generations that are neither CURRENT nor its ancestors.
+        A build can also run in steps, on several machines sharing a file system (a Slurm \
+        array): --stage DIR --part K --parts P reads every P-th codes file from the K-th and \
+        spills its videos by shard into DIR; --stage DIR --build-shard S builds shard S from \
+        every part; --stage DIR --index INDEX publishes the staged shards (the same checks \
+        as a build; byte-identical to a one-process build of the same codes files). Every \
+        step may be re-run; use a fresh DIR per build.
         Exit status: 0 done; 3 done with --allow-missing-inputs, but some codes files could \
         not be read (named on stderr) and were left out; 4 refused by a safety check \
         (nothing published, CURRENT unchanged); 2 usage error; 1 nothing was published \
@@ -30,7 +36,7 @@ struct ShardCommand: StageCommand {
         """)
 
     @Option(name: .long, help: "Index directory (holds CURRENT and the generations).")
-    var index: String
+    var index: String?
 
     @Option(name: .long, help: "Model bundle the codes were made with (build and append).")
     var bundle: String?
@@ -64,12 +70,49 @@ struct ShardCommand: StageCommand {
     @Flag(name: .long, help: "Verify the new generation as vidx-verify does before CURRENT names it; one that does not verify is not made live (exit 1).")
     var verify = false
 
+    @Option(name: .customLong("codes-list"), help: "A file naming codes files, one path per line (added after the CODES arguments).")
+    var codesList: String?
+
+    @Option(name: .long, help: "A staged build's directory (see the discussion).")
+    var stage: String?
+
+    @Option(name: .long, help: "With --stage: read part K of --parts (codes files K, K + P, ...).")
+    var part: Int?
+
+    @Option(name: .long, help: "With --stage --part: the number of parts.")
+    var parts: Int = 1
+
+    @Option(name: .customLong("build-shard"), help: "With --stage: build shard S from every part.")
+    var buildShard: Int?
+
     @OptionGroup var summary: SummaryOptions
 
     @Argument(help: "Codes files (UNIT.codes.safetensors).")
     var codes: [String] = []
 
+    /// The CODES arguments, then the files --codes-list names.
+    func allCodes() throws -> [String] {
+        guard let codesList else { return codes }
+        return codes + (try IndexInputs.readDeletions(path: codesList))
+    }
+
     func validate() throws {
+        if stage != nil {
+            if append || compact || delete != nil { throw ValidationError("--stage is for builds: no --append, --compact or --delete") }
+            if bundle == nil { throw ValidationError("--stage needs --bundle") }
+            if part != nil && buildShard != nil { throw ValidationError("--part and --build-shard are separate steps") }
+            if let part, !(parts >= 1 && part >= 0 && part < parts) { throw ValidationError("--part must be between 0 and --parts - 1") }
+            if let shards, shards < 1 || shards > 9999 { throw ValidationError("--shards must be between 1 and 9999") }
+            if part == nil {
+                if !codes.isEmpty || codesList != nil { throw ValidationError("codes files are read by the --part step only") }
+                if buildShard == nil && index == nil { throw ValidationError("--stage without --part or --build-shard publishes: give --index") }
+            } else if codes.isEmpty && codesList == nil {
+                throw ValidationError("give the codes files (all parts' list: each part takes its share)")
+            }
+            return
+        }
+        if part != nil || buildShard != nil { throw ValidationError("--part and --build-shard need --stage") }
+        if index == nil { throw ValidationError("--index is required") }
         if append && compact { throw ValidationError("--append and --compact cannot be combined") }
         if let shards, shards < 1 || shards > 9999 { throw ValidationError("--shards must be between 1 and 9999") }
         if !(maxShrink >= 0 && maxShrink <= 1) { throw ValidationError("--max-shrink must be between 0 and 1") }
@@ -79,7 +122,7 @@ struct ShardCommand: StageCommand {
         } else {
             if bundle == nil { throw ValidationError("--bundle is required to build or append") }
             if delete != nil && !append { throw ValidationError("--delete needs --append") }
-            if !append && codes.isEmpty { throw ValidationError("give at least one codes file to build an index") }
+            if !append && codes.isEmpty && codesList == nil { throw ValidationError("give at least one codes file to build an index") }
         }
     }
 
@@ -111,11 +154,33 @@ struct ShardCommand: StageCommand {
             let b = try ModelBundle(directory: path)
             return IndexModel(bundleFingerprint: b.fingerprint, quantizer: b.quantizer)
         }
+        let note: (String) -> Void = { printError("vidx-shard: \($0)") }
+        let policy = PublishPolicy(maxShrink: maxShrink, allowShrink: allowShrink, verify: verify)
+        let tool = IndexManifest.Tool(name: "vidx-shard", version: VidxVersion.string)
+        if let stage, let model {
+            if let part {
+                let p = try StagedBuild.partition(stage: stage, part: part, of: parts, codes: try allCodes(), model: model,
+                                                  shards: shards ?? 8, embeddings: embeddings, note: note)
+                try summary.print(p, text: "\(stage): part \(part) of \(parts) staged: \(p.videos) videos from \(p.inputs.count) codes files into \(p.shards) shard runs; \(p.unreadable.count) files unreadable")
+                return
+            }
+            if let buildShard {
+                let r = try StagedBuild.buildShard(stage: stage, shard: buildShard, model: model)
+                try summary.print(r, text: "\(stage)/\(r.file): shard \(buildShard) of \(r.shardCount) built: \(r.videos) videos, \(r.bytes) bytes")
+                return
+            }
+            let outcome = try StagedBuild.publish(index: index!, stage: stage, model: model, allowMissingInputs: allowMissingInputs,
+                                                  policy: policy, tool: tool, note: note)
+            try report(outcome, index: index!)
+            return
+        }
         let outcome = try IndexJob.run(
-            index: index, mode: mode, model: model, codes: codes, embeddings: embeddings,
-            allowMissingInputs: allowMissingInputs, policy: PublishPolicy(maxShrink: maxShrink, allowShrink: allowShrink, verify: verify),
-            tool: IndexManifest.Tool(name: "vidx-shard", version: VidxVersion.string),
-            note: { printError("vidx-shard: \($0)") })
+            index: index!, mode: mode, model: model, codes: try allCodes(), embeddings: embeddings,
+            allowMissingInputs: allowMissingInputs, policy: policy, tool: tool, note: note)
+        try report(outcome, index: index!)
+    }
+
+    func report(_ outcome: IndexJob.Outcome, index: String) throws {
         let result = outcome.result, failed = outcome.inputs.failedVideos
         for id in result.notFound { printError("vidx-shard: delete: '\(id)' is not live in the index; nothing to delete") }
         let m = result.manifest

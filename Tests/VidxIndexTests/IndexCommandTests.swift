@@ -25,6 +25,40 @@ struct IndexCommandTests {
         try Python.call("validate_json", index + "/g000001/MANIFEST.json", "index-manifest.schema.json")
     }
 
+    @Test("a build in steps (parts, shards, publish) gives the one-process build's bytes; steps re-run; a missing step is named")
+    func stagedBuild() throws {
+        let inputs = try IndexFixture("staged", videos: 150, files: 5, embeddings: true)
+        let direct = inputs.dir + "/direct", staged = inputs.dir + "/staged", stage = inputs.dir + "/stage"
+        #expect(try runTool("vidx-shard", ["--index", direct, "--bundle", inputs.bundle, "--shards", "4", "--embeddings"] + inputs.codes).status == 0)
+        let list = inputs.dir + "/codes.list"
+        try (inputs.codes.joined(separator: "\n") + "\n").write(toFile: list, atomically: true, encoding: .utf8)
+        for k in 0..<2 {
+            let r = try runTool("vidx-shard", ["--stage", stage, "--part", "\(k)", "--parts", "2", "--bundle", inputs.bundle,
+                                               "--shards", "4", "--embeddings", "--codes-list", list])
+            #expect(r.status == 0, "\(r.stderr)")
+        }
+        // Publishing before every shard is built names the missing one and changes nothing.
+        #expect(try runTool("vidx-shard", ["--stage", stage, "--build-shard", "0", "--bundle", inputs.bundle]).status == 0)
+        let early = try runTool("vidx-shard", ["--stage", stage, "--index", staged, "--bundle", inputs.bundle])
+        #expect(early.status == 1 && early.stderr.contains("shard 1 of 4 is not built"), "\(early.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: staged + "/CURRENT"))
+        for s in 0..<4 {   // shard 0 again: a re-run of a finished step is a no-op
+            #expect(try runTool("vidx-shard", ["--stage", stage, "--build-shard", "\(s)", "--bundle", inputs.bundle]).status == 0)
+        }
+        // A part re-run with other settings is refused.
+        let other = try runTool("vidx-shard", ["--stage", stage, "--part", "1", "--parts", "2", "--bundle", inputs.bundle,
+                                               "--shards", "5", "--codes-list", list])
+        #expect(other.status == 1 && other.stderr.contains("fresh stage directory"), "\(other.stderr)")
+        let r = try runTool("vidx-shard", ["--stage", stage, "--index", staged, "--bundle", inputs.bundle, "--verify"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: direct + "/g000001").sorted()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: staged + "/g000001").sorted() == files)
+        for f in files { #expect(read(direct + "/g000001/" + f) == read(staged + "/g000001/" + f), "\(f) differs") }
+        for f in try FileManager.default.contentsOfDirectory(atPath: stage) where f.hasSuffix(".json") {
+            try Python.call("validate_json", stage + "/" + f, "shard-stage.schema.json")
+        }
+    }
+
     @Test("the same inputs in another order give byte-identical generations")
     func deterministic() throws {
         let inputs = try IndexFixture("order")
