@@ -134,12 +134,8 @@ public enum IndexBuilder {
         try checkShardCount(shards)
         return try withLock(index, note: note) { live in
             let parent = try openParent(index: index, live: live, policy: policy)
-            let draft = try Draft(index: index, parent: live)
-            do {
-                let runs = try ShardRuns(directory: draft.directory + "/.runs", count: shards, dimension: model.layout.dimension)
-                let inputs = try feed(runs.add)
-                try runs.finish()
-                let withEmbeddings = try embeddingsChoice(runs)
+            return try Draft.run(index: index, parent: live) { draft in
+                let (runs, inputs, withEmbeddings) = try spill(feed, into: draft, count: shards, model: model)
                 var records: [IndexManifest.ShardRecord] = []
                 for s in 0..<shards {
                     let unique = try deduplicate(runs.take(s), path: index)
@@ -149,9 +145,6 @@ public enum IndexBuilder {
                 draft.removeScratch()
                 return try finishBuild(draft, parent: parent, records: records, model: model, inputs: inputs,
                                        policy: policy, tool: tool)
-            } catch {
-                draft.discard()
-                throw error
             }
         }
     }
@@ -250,12 +243,8 @@ public enum IndexBuilder {
             let listed = Set(deletions.map(ExternalID.init)).map(\.string).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
             var listedByShard = [[String]](repeating: [], count: count)
             for external in listed { listedByShard[Int(VideoID.of(external) % UInt64(count))].append(external) }
-            let draft = try Draft(index: index, parent: live)
-            do {
-                let runs = try ShardRuns(directory: draft.directory + "/.runs", count: count, dimension: model.layout.dimension)
-                let inputs = try feed(runs.add)
-                try runs.finish()
-                let withEmbeddings = try embeddingsChoice(runs)
+            return try Draft.run(index: index, parent: live) { draft in
+                let (runs, inputs, withEmbeddings) = try spill(feed, into: draft, count: count, model: model)
                 var records: [IndexManifest.ShardRecord] = []
                 var unchanged = 0, added = 0
                 var freshIDs: [UInt64] = [], tombstones: [UInt64] = [], notFound: [String] = []
@@ -313,9 +302,6 @@ public enum IndexBuilder {
                 let manifest = try publish(draft, model: model, kept: kept, written: records, counts: counts,
                                            config: config, tool: tool, verify: policy.verify)
                 return PublishResult(manifest: manifest, unchanged: unchanged, notFound: notFound, dropped: tombstones.count)
-            } catch {
-                draft.discard()
-                throw error
             }
         }
     }
@@ -339,8 +325,7 @@ public enum IndexBuilder {
             let keepEmbeddings = parent.counts.live > 0 && parent.shards.indices.allSatisfy { s in
                 parent.shards[s].coarseEmbeddingsF16 != nil || !(0..<parent.shards[s].count).contains { r in parent.isLive(shard: s, row: r) }
             }
-            let draft = try Draft(index: index, parent: live)
-            do {
+            return try Draft.run(index: index, parent: live) { draft in
                 let runs = try ShardRuns(directory: draft.directory + "/.runs", count: count, dimension: m.dimension)
                 let D = m.dimension
                 for s in parent.shards.indices {
@@ -369,9 +354,6 @@ public enum IndexBuilder {
                 let manifest = try publish(draft, model: model, kept: [], written: records, counts: counts,
                                            config: config, tool: tool, verify: policy.verify)
                 return PublishResult(manifest: manifest, unchanged: 0, notFound: [])
-            } catch {
-                draft.discard()
-                throw error
             }
         }
     }
@@ -386,6 +368,16 @@ public enum IndexBuilder {
         guard manifest.bundleFingerprint == model.bundleFingerprint else {
             throw IndexError(path: index, "the live generation was made with bundle \(manifest.bundleFingerprint), these codes with bundle \(model.bundleFingerprint): codes from different bundles cannot share an index (rebuild it)")
         }
+    }
+
+    /// Hands `feed`'s entries to fresh per-shard runs in `draft`; returns the runs, the
+    /// inputs to record and whether the generation stores embeddings.
+    static func spill(_ feed: EntryFeed, into draft: Draft, count: Int,
+                      model: IndexModel) throws -> (runs: ShardRuns, inputs: [IndexManifest.Input], embeddings: Bool) {
+        let runs = try ShardRuns(directory: draft.directory + "/.runs", count: count, dimension: model.layout.dimension)
+        let inputs = try feed(runs.add)
+        try runs.finish()
+        return (runs, inputs, try embeddingsChoice(runs))
     }
 
     /// Whether the generation stores coarse embeddings: for all videos or none.
@@ -488,6 +480,16 @@ public enum IndexBuilder {
         /// Removes the scratch runs, keeping what will be published.
         func removeScratch() {
             for scratch in [".runs", ".parent-ids"] { try? FileManager.default.removeItem(atPath: directory + "/" + scratch) }
+        }
+
+        /// Runs `body` on a new draft; when it throws (a refusal, a failure) the draft is
+        /// removed: nothing is published.
+        static func run<T>(index: String, parent: String?, _ body: (Draft) throws -> T) throws -> T {
+            let draft = try Draft(index: index, parent: parent)
+            do { return try body(draft) } catch {
+                draft.discard()
+                throw error
+            }
         }
 
         /// Removes the whole draft (a refusal or a failure: nothing published).

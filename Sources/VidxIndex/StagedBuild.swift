@@ -230,19 +230,14 @@ public enum StagedBuild {
             }
             records.append(built.record)
         }
-        try IndexBuilder.removeLeftovers(index: index, note: note)
         let result = try IndexBuilder.withLock(index, note: note) { live -> PublishResult in
             let parent = try IndexBuilder.openParent(index: index, live: live, policy: policy)
-            let draft = try IndexBuilder.Draft(index: index, parent: live)
-            do {
+            return try IndexBuilder.Draft.run(index: index, parent: live) { draft in
                 for (s, record) in records.enumerated() {
                     try IndexBuilder.linkOrCopy(shardFile(stage, s), to: draft.directory + "/" + record.file)
                 }
                 return try IndexBuilder.finishBuild(draft, parent: parent, records: records, model: model,
                                                     inputs: inputs.inputs, policy: policy, tool: tool)
-            } catch {
-                draft.discard()
-                throw error
             }
         }
         return IndexJob.Outcome(result: result, inputs: inputs)

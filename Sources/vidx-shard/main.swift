@@ -97,12 +97,12 @@ struct ShardCommand: StageCommand {
     }
 
     func validate() throws {
+        if let shards, shards < 1 || shards > 9999 { throw ValidationError("--shards must be between 1 and 9999") }
         if stage != nil {
             if append || compact || delete != nil { throw ValidationError("--stage is for builds: no --append, --compact or --delete") }
             if bundle == nil { throw ValidationError("--stage needs --bundle") }
             if part != nil && buildShard != nil { throw ValidationError("--part and --build-shard are separate steps") }
             if let part, !(parts >= 1 && part >= 0 && part < parts) { throw ValidationError("--part must be between 0 and --parts - 1") }
-            if let shards, shards < 1 || shards > 9999 { throw ValidationError("--shards must be between 1 and 9999") }
             if part == nil {
                 if !codes.isEmpty || codesList != nil { throw ValidationError("codes files are read by the --part step only") }
                 if buildShard == nil && index == nil { throw ValidationError("--stage without --part or --build-shard publishes: give --index") }
@@ -114,7 +114,6 @@ struct ShardCommand: StageCommand {
         if part != nil || buildShard != nil { throw ValidationError("--part and --build-shard need --stage") }
         if index == nil { throw ValidationError("--index is required") }
         if append && compact { throw ValidationError("--append and --compact cannot be combined") }
-        if let shards, shards < 1 || shards > 9999 { throw ValidationError("--shards must be between 1 and 9999") }
         if !(maxShrink >= 0 && maxShrink <= 1) { throw ValidationError("--max-shrink must be between 0 and 1") }
         if compact {
             if !codes.isEmpty { throw ValidationError("--compact takes no codes files") }
