@@ -95,9 +95,14 @@ public struct IndexInputs: Sendable {
     /// trimmed, blank lines skipped; a regular file.
     /// - Throws: `IndexError` naming the list.
     public static func readDeletions(path: String) throws -> [String] {
+        try readList(path: path, of: "ids to delete")
+    }
+
+    /// A file's non-empty lines (a list of ids or of paths); `what` names them in errors.
+    public static func readList(path: String, of what: String) throws -> [String] {
         let data: Data
         do { data = try InputFiles.read(path) } catch {
-            throw IndexError(path: path, "cannot read the list of ids to delete: \(error)")
+            throw IndexError(path: path, "cannot read the list of \(what): \(error)")
         }
         return JSONLines.lines(data).map { String($0.text) }
     }

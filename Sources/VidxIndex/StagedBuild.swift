@@ -185,12 +185,29 @@ public enum StagedBuild {
         return record
     }
 
-    /// Which parts and shards of `stage` are complete, for a driver deciding what to
-    /// (re)submit: part and shard indices still to do.
-    public static func missing(stage: String, parts: Int, shards: Int) -> (parts: [Int], shards: [Int]) {
+    /// How far a stage got, for a driver deciding whether to publish it.
+    public struct Status: Sendable, Equatable {
+        public var parts: Int
+        public var shards: Int
+        public var codesListSHA256: String
+        public var embeddings: Bool
+        /// Parts and shards whose summary is not written yet.
+        public var missingParts: [Int]
+        public var missingShards: [Int]
+    }
+
+    /// The stage's settings (from part 0's summary) and its unfinished steps.
+    /// - Throws: `IndexError` when part 0 is not staged or its summary is unreadable.
+    public static func status(stage: String) throws -> Status {
+        let first = partSummary(stage, 0)
+        guard FileManager.default.fileExists(atPath: first) else {
+            throw IndexError(path: stage, "part 0 is not staged (\(first) is missing)")
+        }
+        let p0 = try read(Part.self, first)
         let fm = FileManager.default
-        return ((0..<parts).filter { !fm.fileExists(atPath: partSummary(stage, $0)) },
-                (0..<shards).filter { !fm.fileExists(atPath: shardSummary(stage, $0)) })
+        return Status(parts: p0.parts, shards: p0.shards, codesListSHA256: p0.codesListSHA256, embeddings: p0.embeddings,
+                      missingParts: (0..<p0.parts).filter { !fm.fileExists(atPath: partSummary(stage, $0)) },
+                      missingShards: (0..<p0.shards).filter { !fm.fileExists(atPath: shardSummary(stage, $0)) })
     }
 
     /// Step 3: publishes the staged shards as a new generation of `index` (its lock, the

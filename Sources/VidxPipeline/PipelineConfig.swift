@@ -74,15 +74,20 @@ public struct PipelineConfig: Codable, Sendable, Equatable {
         public var maxRounds = 2
         /// `--time` of the finalize job (it publishes).
         public var finalizeTimeLimit = "01:00:00"
-        /// `--mem` of the finalize job, in MB.
+        /// `--mem` of the finalize job, in MB (also of each staged-build task).
         public var finalizeMemoryMB = 8192
+        /// 0: the finalize job builds a fresh generation itself. P > 0: it submits the
+        /// build as array tasks instead (P tasks reading the codes files, one task per
+        /// shard) and a finalize job after them that publishes their shards. Appends are
+        /// always published by the finalize job.
+        public var shardParts = 0
 
         public init() {}
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case partition, account, timeLimit = "time_limit", cpusPerTask = "cpus_per_task", memoryMB = "memory_mb"
             case arrayCap = "array_cap", maxRounds = "max_rounds", finalizeTimeLimit = "finalize_time_limit"
-            case finalizeMemoryMB = "finalize_memory_mb"
+            case finalizeMemoryMB = "finalize_memory_mb", shardParts = "shard_parts"
         }
 
         public init(from decoder: Decoder) throws {
@@ -98,6 +103,7 @@ public struct PipelineConfig: Codable, Sendable, Equatable {
             maxRounds = try c.decodeIfPresent(Int.self, forKey: .maxRounds) ?? d.maxRounds
             finalizeTimeLimit = try c.decodeIfPresent(String.self, forKey: .finalizeTimeLimit) ?? d.finalizeTimeLimit
             finalizeMemoryMB = try c.decodeIfPresent(Int.self, forKey: .finalizeMemoryMB) ?? d.finalizeMemoryMB
+            shardParts = try c.decodeIfPresent(Int.self, forKey: .shardParts) ?? d.shardParts
         }
 
         /// What is wrong with the values, or nil.
@@ -107,7 +113,8 @@ public struct PipelineConfig: Codable, Sendable, Equatable {
             }
             if let p = [outside("cpus_per_task", cpusPerTask, 1...1024), outside("memory_mb", memoryMB, 1...16_777_216),
                         outside("array_cap", arrayCap, 1...100_000), outside("max_rounds", maxRounds, 0...100),
-                        outside("finalize_memory_mb", finalizeMemoryMB, 1...16_777_216)].compactMap({ $0 }).first { return p }
+                        outside("finalize_memory_mb", finalizeMemoryMB, 1...16_777_216),
+                        outside("shard_parts", shardParts, 0...100_000)].compactMap({ $0 }).first { return p }
             for (name, v) in [("time_limit", timeLimit), ("finalize_time_limit", finalizeTimeLimit)]
             where v.range(of: #"^([0-9]+-)?[0-9]+(:[0-9]{2}){0,2}$"#, options: .regularExpression) == nil {
                 return "slurm.\(name) '\(v)' is not a Slurm time (MM, HH:MM:SS or D-HH:MM:SS)"

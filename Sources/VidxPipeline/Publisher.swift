@@ -20,14 +20,33 @@ public struct Publisher {
     public let metricsFile: String?
     /// The make status of the units step (non-zero: some unit rules failed), for the report.
     public let unitsStatus: Int32?
+    /// A staged build's directory (`StagedBuild`, built by Slurm array tasks): a build
+    /// publishes its shards when the stage is complete and was made from the same codes
+    /// files; otherwise the build runs in this process, with a note saying why.
+    public let stage: String?
     let note: (String) -> Void
 
-    public init(work: WorkLayout, metricsFile: String? = nil, unitsStatus: Int32? = nil,
+    public init(work: WorkLayout, metricsFile: String? = nil, unitsStatus: Int32? = nil, stage: String? = nil,
                 note: @escaping (String) -> Void = { _ in }) {
         self.work = work
         self.metricsFile = metricsFile
         self.unitsStatus = unitsStatus
+        self.stage = stage
         self.note = note
+    }
+
+    /// The codes files a publication of `states` reads, in the plan's order.
+    public static func codesFiles(_ states: [Result<UnitRecord, UnitNotDone>], work: WorkLayout) -> [String] {
+        states.compactMap { state in
+            guard case .success(let r) = state, r.codes != nil else { return nil }
+            return work.codes(r.unit)
+        }
+    }
+
+    /// Whether publishing `plan` builds a fresh generation (no live one, or a rebuild)
+    /// rather than appending to the live one.
+    public static func builds(_ plan: PlanFile) -> Bool {
+        plan.mode == "rebuild" || !FileManager.default.fileExists(atPath: plan.index + "/" + IndexGeneration.currentFileName)
     }
 
     /// Each unit of `plan` checked on disk, in the plan's order: its verified record, or why
@@ -147,8 +166,7 @@ public struct Publisher {
         var out = RunReport.Publication()
         let tool = IndexManifest.Tool(name: "vidx-pipeline", version: VidxVersion.string)
         let policy = PublishPolicy(maxShrink: config.maxShrink, allowShrink: false, verify: true)
-        let hasLive = FileManager.default.fileExists(atPath: plan.index + "/" + IndexGeneration.currentFileName)
-        let build = !hasLive || plan.mode == "rebuild"
+        let build = Self.builds(plan)
         if codes.isEmpty && (build || plan.deletions == 0) {
             out.reason = codes.isEmpty && plan.units.isEmpty ? "nothing new, changed or deleted" : "no unit finished"
             return out
@@ -158,9 +176,18 @@ public struct Publisher {
             let model = IndexModel(bundleFingerprint: bundle.fingerprint, quantizer: bundle.quantizer)
             let mode: IndexJob.Mode = build ? .build(shards: config.shards)
                                             : .append(deletions: plan.deletions > 0 ? work.deletions : nil, shards: nil)
-            let outcome = try IndexJob.run(index: plan.index, mode: mode, model: model, codes: codes,
+            let outcome: IndexJob.Outcome
+            if build, let stage, stagedBuildUsable(stage, codes: codes, shards: config.shards, embeddings: config.embeddings) {
+                outcome = try StagedBuild.publish(index: plan.index, stage: stage, model: model, allowMissingInputs: false,
+                                                  policy: policy, tool: tool, note: note)
+                out.staged = true
+            } else {
+                outcome = try IndexJob.run(index: plan.index, mode: mode, model: model, codes: codes,
                                            embeddings: config.embeddings, allowMissingInputs: false, policy: policy,
                                            tool: tool, note: note)
+                if build && stage != nil { out.staged = false }
+            }
+            if out.staged == true { try? FileManager.default.removeItem(atPath: stage!) }
             out.mode = build ? "build" : "append"
             guard let manifest = outcome.result.manifest else {
                 out.reason = "the units' videos are already live with the same content and codes"
@@ -183,6 +210,28 @@ public struct Publisher {
             note("nothing published: \(error)")
         }
         return out
+    }
+
+    /// Whether `stage` holds every part and shard of a build of exactly `codes` with these
+    /// settings; notes why not.
+    func stagedBuildUsable(_ stage: String, codes: [String], shards: Int, embeddings: Bool) -> Bool {
+        do {
+            let status = try StagedBuild.status(stage: stage)
+            let why: String? = if status.codesListSHA256 != StagedBuild.codesListDigest(codes) {
+                "it was staged from other codes files than the finished units'"
+            } else if status.shards != shards || status.embeddings != embeddings {
+                "it was staged with other shards or embeddings settings"
+            } else if !status.missingParts.isEmpty {
+                "partition tasks \(status.missingParts.map(String.init).joined(separator: ",")) did not finish"
+            } else if !status.missingShards.isEmpty {
+                "shard tasks \(status.missingShards.map(String.init).joined(separator: ",")) did not finish"
+            } else { nil }
+            if let why { note("\(stage): not publishing the staged build, \(why); building in this job") }
+            return why == nil
+        } catch {
+            note("\(stage): not publishing the staged build (\(error)); building in this job")
+            return false
+        }
     }
 
     /// Why the generation should be compacted (past a threshold), or nil.

@@ -59,9 +59,12 @@ public struct RunReport: Codable, Sendable {
         public var reason: String?
         /// The error or refusal that stopped the publication.
         public var failed: String?
+        /// For a build after a staged build was submitted: true when its shards were
+        /// published from the stage, false when the build ran in the finalize job instead.
+        public var staged: Bool?
 
         enum CodingKeys: String, CodingKey {
-            case mode, generation, liveVideos = "live_videos", compacted, reason, failed
+            case mode, generation, liveVideos = "live_videos", compacted, reason, failed, staged
         }
     }
 

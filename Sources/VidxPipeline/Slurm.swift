@@ -1,5 +1,7 @@
 import Foundation
 import VidxCore
+import VidxHCQ
+import VidxIndex
 
 /// The pipeline on a Slurm cluster (Pipelines/slurm/README.md): the plan's units as one job
 /// array, task i running line i of `WORK/units.list` exactly as a make rule does, and a
@@ -50,6 +52,27 @@ public enum Slurm {
         public var finished: String?
         public var metricsFile: String?
         public var cnn: String?
+        /// The staged build the last round's finalize job submitted (`slurm.shard_parts`).
+        public var stage: Stage?
+
+        /// A build's shards as array tasks: partition tasks read the codes files, shard
+        /// tasks build one shard each, a publishing finalize job links them in.
+        public struct Stage: Codable, Sendable, Equatable {
+            /// The round whose finalize job submitted the stage.
+            public var round: Int
+            public var directory: String
+            public var parts: Int
+            public var shards: Int
+            public var codesFiles: Int
+            public var partitionJob: String
+            public var shardJob: String
+            public var publishJob: String
+            public var submitted: String
+            enum CodingKeys: String, CodingKey {
+                case round, directory, parts, shards, codesFiles = "codes_files", partitionJob = "partition_job"
+                case shardJob = "shard_job", publishJob = "publish_job", submitted
+            }
+        }
 
         public init(created: String, mode: String, index: String, work: String, units: Int, rounds: [Round], state: String,
                     exitStatus: Int32?, finished: String?, metricsFile: String?, cnn: String?) {
@@ -68,7 +91,7 @@ public enum Slurm {
 
         enum CodingKeys: String, CodingKey {
             case format, formatVersion = "format_version", created, mode, index, work, units, rounds, state
-            case exitStatus = "exit_status", finished, metricsFile = "metrics_file", cnn
+            case exitStatus = "exit_status", finished, metricsFile = "metrics_file", cnn, stage
         }
 
         public static func read(_ work: WorkLayout) throws -> Submission? {
@@ -88,10 +111,12 @@ public enum Slurm {
             try AtomicFile.write(try makeJSONEncoder(pretty: true).encode(self), to: Slurm.submissionPath(work))
         }
 
-        /// The job ids of the latest round.
+        /// The job ids of the latest round, and of the stage it submitted.
         public var latestJobs: [String] {
             guard let r = rounds.last else { return [] }
-            return [r.arrayJob, r.finalizeJob].compactMap { $0 }
+            var jobs = [r.arrayJob, r.finalizeJob].compactMap { $0 }
+            if let stage, stage.round == r.round { jobs += [stage.partitionJob, stage.shardJob, stage.publishJob] }
+            return jobs
         }
     }
 
@@ -177,6 +202,79 @@ public enum Slurm {
         let finalizeJob = try sbatch(args)
         return Submission.Round(round: round, arrayJob: arrayJob, indices: spec, units: indices.count,
                                 finalizeJob: finalizeJob, submitted: utcTimestamp())
+    }
+
+    /// `WORK/slurm/stage/`: a staged build's parts, shards and codes list.
+    public static func stageDirectory(_ work: WorkLayout) -> String { directory(work) + "/stage" }
+    public static func stageCodesList(_ work: WorkLayout) -> String { stageDirectory(work) + "/codes.list" }
+
+    /// A fresh `WORK/slurm/stage/` (an earlier build's stage is removed, never mixed with
+    /// this one) holding the list of `codes` files the partition tasks read.
+    @discardableResult
+    public static func prepareStage(work: WorkLayout, codes: [String]) throws -> String {
+        let dir = stageDirectory(work)
+        try? FileManager.default.removeItem(atPath: dir)
+        try AtomicFile.makeDirectory(dir)
+        try AtomicFile.write(Data(codes.map { $0 + "\n" }.joined().utf8), to: stageCodesList(work))
+        return dir
+    }
+
+    /// Submits a staged build of `codes` (what the publisher would build from) after
+    /// round `round`: `parts` partition tasks, one task per shard after them, and a
+    /// finalize job with `--publish-stage` after those. Every dependency is `afterany`:
+    /// the tasks and the publishing job check the stage's files themselves, and the
+    /// publishing job builds in-process whatever the tasks did not finish.
+    public static func submitStage(plan: PlanFile, work: WorkLayout, codes: [String], parts: Int, round: Int, tool: String,
+                                   metricsFile: String?) throws -> Submission.Stage {
+        let s = plan.config.values.slurm
+        let shards = plan.config.values.shards
+        let dir = try prepareStage(work: work, codes: codes)
+        try AtomicFile.makeDirectory(logDirectory(work))
+        let parts = max(1, min(parts, codes.count))
+        let common = ["--cpus-per-task=1", "--mem=\(s.finalizeMemoryMB)", "--time=\(s.finalizeTimeLimit)",
+                      "--chdir=\(work.root)"] + resourceArguments(s)
+        let step = "exec \(quote(tool)) slurm stage --work \(quote(work.root))"
+        let partition = try sbatch(["sbatch", "--parsable", "--job-name=vidx-partition", "--array=0-\(parts - 1)%\(s.arrayCap)",
+                                    "--output=\(logDirectory(work))/partition-%A_%a.out"] + common
+                                   + ["--wrap", step + " --step partition --parts \(parts)"])
+        let shard = try sbatch(["sbatch", "--parsable", "--job-name=vidx-shard", "--array=0-\(shards - 1)%\(s.arrayCap)",
+                                "--output=\(logDirectory(work))/shard-%A_%a.out", "--dependency=afterany:\(partition)"] + common
+                               + ["--wrap", step + " --step shard"])
+        var finalize = "exec \(quote(tool)) slurm finalize --work \(quote(work.root)) --round \(round) --publish-stage"
+        if let metricsFile { finalize += " --metrics-file \(quote(WorkLayout.absolute(metricsFile)))" }
+        let publish = try sbatch(["sbatch", "--parsable", "--job-name=vidx-publish", "--output=\(logDirectory(work))/finalize-%j.out",
+                                  "--cpus-per-task=1", "--mem=\(s.finalizeMemoryMB)", "--time=\(s.finalizeTimeLimit)",
+                                  "--chdir=\(work.root)", "--dependency=afterany:\(shard)"] + resourceArguments(s)
+                                 + ["--wrap", finalize])
+        return Submission.Stage(round: round, directory: dir, parts: parts, shards: shards, codesFiles: codes.count,
+                                partitionJob: partition, shardJob: shard, publishJob: publish, submitted: utcTimestamp())
+    }
+
+    /// The index model of the plan's bundle.
+    static func model(_ plan: PlanFile) throws -> IndexModel {
+        let bundle = try ModelBundle(directory: plan.bundle.path)
+        return IndexModel(bundleFingerprint: bundle.fingerprint, quantizer: bundle.quantizer)
+    }
+
+    /// A partition task of the staged build: part `part` of `parts` of the stage's codes
+    /// list, with the plan's bundle, shard count and embeddings setting.
+    public static func stagePartition(work: WorkLayout, part: Int, of parts: Int,
+                                      note: (String) -> Void = { _ in }) throws -> StagedBuild.Part {
+        let plan = try PlanFile.read(work)
+        let codes = try IndexInputs.readList(path: stageCodesList(work), of: "codes files")
+        return try StagedBuild.partition(stage: stageDirectory(work), part: part, of: parts, codes: codes, model: model(plan),
+                                         shards: plan.config.values.shards, embeddings: plan.config.values.embeddings, note: note)
+    }
+
+    /// A shard task of the staged build: shard `shard` from every part.
+    public static func stageShard(work: WorkLayout, shard: Int) throws -> IndexManifest.ShardRecord {
+        try StagedBuild.buildShard(stage: stageDirectory(work), shard: shard, model: model(try PlanFile.read(work)))
+    }
+
+    /// How many of a staged build's parts and shards are done.
+    public static func stageProgress(_ stage: Submission.Stage) -> (parts: Int, shards: Int) {
+        guard let s = try? StagedBuild.status(stage: stage.directory) else { return (0, 0) }
+        return (s.parts - s.missingParts.count, s.shards - s.missingShards.count)
     }
 
     /// Runs `sbatch --parsable ...` and returns the job id.

@@ -20,7 +20,7 @@ struct SlurmCommand: StageCommand {
         submits the unfinished units again by hand. The binaries, the inputs, the bundle and \
         WORK must be on a file system every node sees. See Pipelines/slurm/README.md.
         """,
-        subcommands: [Submit.self, Task.self, Finalize.self, Resubmit.self, Status.self])
+        subcommands: [Submit.self, Task.self, Finalize.self, Stage.self, Resubmit.self, Status.self])
 
     /// The `vidx-pipeline` the jobs run: this one.
     static var tool: String { PipelineTools.directory() + "/vidx-pipeline" }
@@ -35,6 +35,15 @@ struct SlurmCommand: StageCommand {
         }
         log.event("stale_submission", ["created": previous.created],
                   text: "the submission of \(previous.created) did not finish and its jobs are gone from the queue; submitting anew")
+    }
+
+    /// The array task index: `given`, or `$SLURM_ARRAY_TASK_ID`.
+    static func arrayIndex(_ given: Int?) throws -> Int {
+        let env = ProcessInfo.processInfo.environment["SLURM_ARRAY_TASK_ID"]
+        guard let i = given ?? env.flatMap({ Int($0) }) else {
+            throw ValidationError("not in a Slurm array task (SLURM_ARRAY_TASK_ID is \(env.map { "'\($0)'" } ?? "unset")); give --index")
+        }
+        return i
     }
 
     /// Takes the index lock, waiting up to `seconds` for another holder to let go.
@@ -114,11 +123,7 @@ struct SlurmCommand: StageCommand {
         @Option(name: .long, help: "The line (0-based) instead of $SLURM_ARRAY_TASK_ID.") var index: Int?
 
         func run() throws {
-            let env = ProcessInfo.processInfo.environment["SLURM_ARRAY_TASK_ID"]
-            guard let i = index ?? env.flatMap({ Int($0) }) else {
-                throw ValidationError("not in a Slurm array task (SLURM_ARRAY_TASK_ID is \(env.map { "'\($0)'" } ?? "unset")); give --index")
-            }
-            let unit = try Slurm.unit(at: i, work: WorkLayout(work))
+            let unit = try Slurm.unit(at: SlurmCommand.arrayIndex(index), work: WorkLayout(work))
             try UnitCommand.runUnit(work: work, unit: unit, cnn: cnn)
         }
     }
@@ -130,18 +135,24 @@ struct SlurmCommand: StageCommand {
             discussion: """
             Checks every unit of WORK/plan.json on disk (its record, and the sizes and hashes \
             it lists). Units not done and rounds left (slurm.max_rounds): a new array of \
-            their indices and a new finalize job after it; exit 0. Otherwise: takes the index \
-            lock (waiting up to --lock-wait seconds), publishes as `vidx-pipeline publish`, \
-            and marks the submission finished.
+            their indices and a new finalize job after it; exit 0. Otherwise, for a build \
+            (no live generation, or a rebuild) with slurm.shard_parts P > 0: submits the \
+            staged build (P partition tasks, one task per shard, then a finalize job with \
+            --publish-stage after them) and exits 0. Otherwise: takes the index lock \
+            (waiting up to --lock-wait seconds), publishes as `vidx-pipeline publish` \
+            (with --publish-stage, from WORK/slurm/stage when every step finished for these \
+            codes files, else building in this job), and marks the submission finished.
             Exit status: the pipeline's (0 all indexed; 3 published with quarantined videos or \
             unfinished units; 1 nothing published; 75 the index lock stayed held), or 0 after \
-            a resubmission.
+            a resubmission or a staged build's submission.
             """)
 
         @Option(name: .long, help: "Work directory.") var work: String
         @Option(name: .long, help: "The round this job closes (0: the first array).") var round: Int = 0
         @Option(name: .customLong("metrics-file"), help: "Prometheus textfile to write.") var metricsFile: String?
         @Option(name: .customLong("lock-wait"), help: "Seconds to wait for the index lock.") var lockWait: Double = 600
+        @Flag(name: .customLong("publish-stage"), help: "Publish the staged build's shards (the job after a staged build's tasks).")
+        var publishStage = false
         @OptionGroup var summary: SummaryOptions
 
         func run() throws {
@@ -155,7 +166,7 @@ struct SlurmCommand: StageCommand {
                 log.event("unit_unfinished", ["unit": u.unit, "index": "\(u.index)", "reason": u.reason],
                           level: .warning, text: "unit \(u.unit) (array index \(u.index)): \(u.reason)")
             }
-            if !unfinished.isEmpty && round < plan.config.values.slurm.maxRounds {
+            if !publishStage && !unfinished.isEmpty && round < plan.config.values.slurm.maxRounds {
                 let next = try Slurm.submitRound(plan: plan, work: layout, indices: unfinished.map(\.index), round: round + 1,
                                                  tool: SlurmCommand.tool, metricsFile: metricsFile, cnn: submission?.cnn)
                 if submission != nil {
@@ -165,9 +176,30 @@ struct SlurmCommand: StageCommand {
                 print("vidx-pipeline: round \(round): \(unfinished.count) units unfinished; resubmitted as array job \(next.arrayJob ?? "-") (--array=\(next.indices)), finalize job \(next.finalizeJob)")
                 return
             }
+            let codes = Publisher.codesFiles(states, work: layout)
+            let parts = plan.config.values.slurm.shardParts
+            if !publishStage && parts > 0 && !codes.isEmpty && Publisher.builds(plan) {
+                do {
+                    let stage = try Slurm.submitStage(plan: plan, work: layout, codes: codes, parts: parts, round: round,
+                                                      tool: SlurmCommand.tool, metricsFile: metricsFile)
+                    if submission != nil {
+                        submission!.stage = stage
+                        try submission!.write(layout)
+                    }
+                    log.event("stage_submitted", ["partition_job": stage.partitionJob, "shard_job": stage.shardJob,
+                                                  "publish_job": stage.publishJob],
+                              text: "the build of \(codes.count) codes files as \(stage.parts) partition tasks and \(stage.shards) shard tasks")
+                    print("vidx-pipeline: staged build submitted: partition array \(stage.partitionJob) (\(stage.parts) tasks), shard array \(stage.shardJob) (\(stage.shards) tasks), publishing job \(stage.publishJob)")
+                    return
+                } catch {
+                    log.event("stage_not_submitted", ["error": "\(error)"], level: .warning,
+                              text: "the staged build could not be submitted (\(error)); building in this job")
+                }
+            }
             let lock = try SlurmCommand.lock(index: plan.index, seconds: lockWait)
             defer { lock.release() }
             let report = try Publisher(work: layout, metricsFile: metricsFile, unitsStatus: unfinished.isEmpty ? 0 : 1,
+                                       stage: publishStage ? Slurm.stageDirectory(layout) : nil,
                                        note: { log.event("note", ["message": $0], level: .warning) }).run(checked: states)
             if submission != nil {
                 submission!.state = "finished"
@@ -177,6 +209,47 @@ struct SlurmCommand: StageCommand {
             }
             try summary.print(report, text: "vidx-pipeline: \(report.summaryLine); report in \(layout.latestRun)")
             if report.exitStatus != 0 { throw ExitCode(report.exitStatus) }
+        }
+    }
+
+    struct Stage: StageCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "stage",
+            abstract: "One task of a staged build: a partition of the codes files, or one shard.",
+            discussion: """
+            What the staged build's array tasks run (slurm.shard_parts > 0): \
+            --step partition reads every P-th file of WORK/slurm/stage/codes.list from the \
+            task's index and spills its videos by shard; --step shard builds the shard of \
+            the task's index from every partition (vidx-shard --stage, in-process). The \
+            bundle, shard count and embeddings setting come from WORK/plan.json. A step \
+            whose summary exists is done already. Exit status: 0 done; 1 failed (the \
+            publishing job then builds in-process); 2 usage error.
+            """)
+
+        enum Step: String, ExpressibleByArgument, CaseIterable { case partition, shard }
+
+        @Option(name: .long, help: "Work directory.") var work: String
+        @Option(name: .long, help: "partition or shard.") var step: Step
+        @Option(name: .long, help: "With --step partition: the number of partition tasks.") var parts: Int?
+        @Option(name: .long, help: "The part or shard (0-based) instead of $SLURM_ARRAY_TASK_ID.") var index: Int?
+
+        func validate() throws {
+            if step == .partition && parts == nil { throw ValidationError("--step partition needs --parts") }
+        }
+
+        func run() throws {
+            let layout = WorkLayout(work)
+            let log = PipelineLog(component: "stage")
+            let note: (String) -> Void = { log.event("note", ["message": $0], level: .warning) }
+            let i = try SlurmCommand.arrayIndex(index)
+            switch step {
+            case .partition:
+                let part = try Slurm.stagePartition(work: layout, part: i, of: parts!, note: note)
+                print("vidx-pipeline: part \(i) of \(part.parts): \(part.inputs.count) codes files, \(part.videos) videos")
+            case .shard:
+                let record = try Slurm.stageShard(work: layout, shard: i)
+                print("vidx-pipeline: shard \(i): \(record.videos) videos, \(record.bytes) bytes")
+            }
         }
     }
 
@@ -252,6 +325,11 @@ struct SlurmCommand: StageCommand {
             text += "round \(submission.rounds.last?.round ?? 0): array job \(submission.rounds.last?.arrayJob ?? "-"), finalize job \(submission.rounds.last?.finalizeJob ?? "-"); "
             text += submission.state == "finished" ? "finished with exit status \(submission.exitStatus ?? -1) (report: \(layout.latestRun))"
                                                   : "\(queue.count) jobs or tasks in the queue"
+            if let stage = submission.stage, submission.state != "finished" {
+                let done = Slurm.stageProgress(stage)
+                text += "\nstaged build: \(done.parts)/\(stage.parts) parts, \(done.shards)/\(stage.shards) shards staged; "
+                    + "partition array \(stage.partitionJob), shard array \(stage.shardJob), publishing job \(stage.publishJob)"
+            }
             if !queue.isEmpty { text += "\n" + queue.map { "  \($0)" }.joined(separator: "\n") }
             try summary.print(out, text: text)
         }

@@ -93,7 +93,7 @@ struct ShardCommand: StageCommand {
     /// The CODES arguments, then the files --codes-list names.
     func allCodes() throws -> [String] {
         guard let codesList else { return codes }
-        return codes + (try IndexInputs.readDeletions(path: codesList))
+        return codes + (try IndexInputs.readList(path: codesList, of: "codes files"))
     }
 
     func validate() throws {

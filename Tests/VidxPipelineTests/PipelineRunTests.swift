@@ -214,6 +214,38 @@ struct PipelineRunTests {
         #expect(one.count > 3)
     }
 
+    @Test("a staged build (partition and shard steps, as Slurm array tasks run them) publishes the bytes of a build in one process; with a step missing the publisher builds in-process, naming the step")
+    func stagedPublication() throws {
+        let f = try PipelineFixture("pipeline-staged", unitSize: 1)
+        #expect(try f.run().status == 3)
+        let reference = f.indexBytes()
+        let work = WorkLayout(f.work)
+        let plan = try PlanFile.read(work)
+        let codes = Publisher.codesFiles(Publisher.unitStates(plan: plan, work: work), work: work)
+        #expect(codes.count == 4)  // one per clip at unit size 1: the broken clip's unit has a codes file too, with the video failed
+
+        func publish(shards: [Int]) throws -> (RunReport, [String]) {
+            try FileManager.default.removeItem(atPath: f.index)
+            try Slurm.prepareStage(work: work, codes: codes)
+            for k in 0..<2 { try Slurm.stagePartition(work: work, part: k, of: 2) }
+            for s in shards { try Slurm.stageShard(work: work, shard: s) }
+            nonisolated(unsafe) var notes: [String] = []
+            let report = try Publisher(work: work, stage: Slurm.stageDirectory(work), note: { notes.append($0) }).run()
+            return (report, notes)
+        }
+
+        let (staged, _) = try publish(shards: [0, 1])
+        #expect(staged.publication.staged == true && staged.exitStatus == 3, "\(staged.publication)")
+        #expect(f.indexBytes() == reference)
+        #expect(!FileManager.default.fileExists(atPath: Slurm.stageDirectory(work)), "the published stage is removed")
+        try Python.call("validate_json", work.latestRun, "run-report.schema.json")
+
+        let (fallback, notes) = try publish(shards: [0])
+        #expect(fallback.publication.staged == false && fallback.publication.generation != nil, "\(fallback.publication)")
+        #expect(notes.contains { $0.contains("shard tasks 1 did not finish") }, "\(notes)")
+        #expect(f.indexBytes() == reference)
+    }
+
     @Test("a second run while one holds the index lock exits 75 at once, naming the holder")
     func lockHeld() throws {
         let f = try PipelineFixture("pipeline-lock")
