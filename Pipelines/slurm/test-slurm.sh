@@ -6,7 +6,10 @@
 #      the broken clip is quarantined and the finalize job's exit status is 3; a second
 #      submission while the first is in flight is refused with status 75;
 #   2. one array task cancelled (scancel JOB_2 while it waits behind array_cap 1): the
-#      finalize job resubmits that unit as a new array and the index is again the same bytes.
+#      finalize job resubmits that unit as a new array and the index is again the same bytes;
+#   3. no rounds left: the unfinished unit is named in RUN.json and `slurm resubmit` runs it;
+#   4. slurm.shard_parts 2: the finalize job submits the staged build (partition array,
+#      shard array, publishing job) and the index is again the same bytes.
 #
 # Every wait is bounded; every daemon started is stopped by pid and the temporary state
 # removed, also when a check fails.  Usage: test-slurm.sh BIN_DIR
@@ -158,5 +161,26 @@ wait_finished "$tmp/three/index.work" 300
 check "after slurm resubmit every unit is published: 5 live videos, and the index verifies" \
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(not (r["live"]["videos"] == 5 and not r["units"]["unfinished"]))' "$tmp/three/index.work/RUN.json"
 "$bin/vidx-verify" "$tmp/three/index" >/dev/null || fail "vidx-verify after slurm resubmit"
+
+
+# 4. The staged build: partition and shard array tasks, then the publishing job.
+sed 's/"max_rounds": 2}/"max_rounds": 2, "shard_parts": 2}/' "$config" >"$tmp/config-staged.json"
+grep -q '"shard_parts": 2' "$tmp/config-staged.json" || fail "could not write the staged configuration"
+mkdir -p "$tmp/four"
+"$bin/vidx-pipeline" slurm submit --index "$tmp/four/index" "${common[@]}" --config "$tmp/config-staged.json" \
+    >"$tmp/four/submit.log" 2>&1 || { cat "$tmp/four/submit.log" >&2; fail "slurm submit (staged)"; }
+wait_finished "$tmp/four/index.work" 300
+sub4="$tmp/four/index.work/slurm/submission.json"
+check "staged: the publishing job's exit status is 3" test "$(field "$sub4" exit_status)" = 3
+check "staged: the index is byte-identical to vidx-pipeline run's" same_index "$tmp/ref/index" "$tmp/four/index"
+check "staged: RUN.json says the shards came from the staged build" \
+    python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["publication"].get("staged") is not True)' "$tmp/four/index.work/RUN.json"
+check "staged: submission.json records the stage's jobs" \
+    python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["stage"]; sys.exit(not (s["parts"] == 2 and s["shards"] == 2 and s["publish_job"]))' "$sub4"
+check "staged: submission.json meets its schema" validate "$sub4" slurm-submission.schema.json
+check "staged: RUN.json meets its schema" validate "$tmp/four/index.work/RUN.json" run-report.schema.json
+check "staged: one log per partition task and per shard task" \
+    test "$(ls "$tmp/four/index.work/slurm/logs" | grep -cE '^(partition|shard)-[0-9]+_[0-9]+\.out$')" = 4
+check "staged: the stage directory is removed after publishing" test ! -e "$tmp/four/index.work/slurm/stage"
 
 echo "test-slurm: all checks passed"
