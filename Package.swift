@@ -2,7 +2,7 @@
 // The production indexer for text-to-video retrieval (HCQ).
 //
 // Layers, bottom up (targets are listed in this order):
-//   C modules        CFFmpeg, CFFmpegShim, COpenBLAS, CVidxScan (the only C; FFmpeg and
+//   C modules        CFFmpeg, CFFmpegShim, COpenBLAS, CVidxScan, CVidxCluster (the only C; FFmpeg and
 //                    OpenBLAS are imported by one Swift module each)
 //   plumbing         VidxBytes: the byte layer under every reader (mapped files, checked
 //                    cursor, checked sizes, UTF-8); VidxCore: files, formats of the stage
@@ -32,6 +32,7 @@ let package = Package(
         .executable(name: "vidx-search", targets: ["vidx-search"]),
         .executable(name: "vidx-plan", targets: ["vidx-plan"]),
         .executable(name: "vidx-pipeline", targets: ["vidx-pipeline"]),
+        .executable(name: "vidx-fit-codebooks", targets: ["vidx-fit-codebooks"]),
         .executable(name: "vidx-bench", targets: ["vidx-bench"]),
         .library(name: "VidxBytes", targets: ["VidxBytes"]),
         .library(name: "VidxCore", targets: ["VidxCore"]),
@@ -44,6 +45,7 @@ let package = Package(
         .library(name: "VidxIndex", targets: ["VidxIndex"]),
         .library(name: "VidxSearch", targets: ["VidxSearch"]),
         .library(name: "VidxPipeline", targets: ["VidxPipeline"]),
+        .library(name: "VidxCodebooks", targets: ["VidxCodebooks"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -72,6 +74,8 @@ let package = Package(
         ),
         // The scan's inner loop in C: 8 queries per 32-byte table read, AVX2 chosen at run time.
         .target(name: "CVidxScan", path: "Sources/CVidxScan", cSettings: [.unsafeFlags(["-O3"])]),
+        // Codebook fitting's inner loops in C (score-row argmax, k-means++ distances), AVX2 chosen at run time.
+        .target(name: "CVidxCluster", path: "Sources/CVidxCluster", cSettings: [.unsafeFlags(["-O3"])]),
 
         // MARK: Plumbing
         // The byte layer under every reader: mapped files, a bounds-checked cursor, checked sizes, UTF-8.
@@ -106,6 +110,10 @@ let package = Package(
         .target(name: "VidxSearch", dependencies: ["VidxCore", "VidxQuantization", "VidxIndex", "CVidxScan"],
                 path: "Sources/VidxSearch"),
 
+        // Codebooks fitted on a corpus (spherical k-means) and what quantization costs.
+        .target(name: "VidxCodebooks", dependencies: ["VidxCore", "VidxQuantization", "VidxNumerics", "VidxHCQ", "CVidxCluster"],
+                path: "Sources/VidxCodebooks"),
+
         // MARK: Pipeline
         // Plan, work units (extract in a child process, encode), publication, quarantine,
         // run reports, Prometheus textfile metrics, the index lock.
@@ -135,6 +143,8 @@ let package = Package(
         .executableTarget(name: "vidx-plan", dependencies: ["VidxCLI", "VidxPipeline", "VidxCore"], path: "Sources/vidx-plan"),
         .executableTarget(name: "vidx-pipeline", dependencies: ["VidxCLI", "VidxPipeline", "VidxCore"],
                           path: "Sources/vidx-pipeline"),
+        .executableTarget(name: "vidx-fit-codebooks", dependencies: ["VidxCLI", "VidxCodebooks", "VidxHCQ", "VidxNumerics", "VidxCore"],
+                          path: "Sources/vidx-fit-codebooks"),
         // Measurements for the benchmark scripts (not a pipeline stage).
         .executableTarget(name: "vidx-bench", dependencies: ["VidxCLI", "VidxNumerics", "VidxVision", "VidxCore"],
                           path: "Sources/vidx-bench"),
@@ -173,6 +183,10 @@ let package = Package(
                     dependencies: ["VidxPipeline", "VidxIndex", "VidxCore", "VidxTestSupport", "vidx-plan", "vidx-pipeline",
                                    "vidx-extract", "vidx-shard", "vidx-verify", "vidx-search"],
                     path: "Tests/VidxPipelineTests"),
+        .testTarget(name: "VidxCodebooksTests",
+                    dependencies: ["VidxCodebooks", "CVidxCluster", "VidxHCQ", "VidxQuantization", "VidxNumerics", "VidxCore", "VidxTestSupport",
+                                   "vidx-fit-codebooks", "vidx-encode"],
+                    path: "Tests/VidxCodebooksTests"),
         .testTarget(name: "VidxFuzzTests", dependencies: ["VidxTestSupport", "vidx-fuzz"], path: "Tests/VidxFuzzTests"),
     ],
     swiftLanguageModes: [.v6]

@@ -61,6 +61,87 @@ public struct Provenance: Codable, Sendable, Equatable {
     }
 }
 
+/// How a bundle's codebooks were fitted (`vidx-fit-codebooks`), in `bundle.json`'s
+/// `codebooks`; absent for codebooks that came with the checkpoint.
+public struct CodebookProvenance: Codable, Sendable, Equatable {
+    public struct Sample: Codable, Sendable, Equatable {
+        /// Videos in the sample (one point per sub-space and level each).
+        public var videos: Int
+        /// SHA-256 (hex) of the sample's ids sorted by their UTF-8 bytes, one per line.
+        public var idsSHA256: String
+        /// `embeddings` (codes files with embeddings) or `features` (encoded while fitting).
+        public var input: String
+        /// Input files the sample was drawn from.
+        public var files: Int
+
+        public init(videos: Int, idsSHA256: String, input: String, files: Int) {
+            self.videos = videos
+            self.idsSHA256 = idsSHA256
+            self.input = input
+            self.files = files
+        }
+
+        enum CodingKeys: String, CodingKey { case videos, idsSHA256 = "ids_sha256", input, files }
+    }
+    public struct Level: Codable, Sendable, Equatable {
+        /// The last iteration's mean cosine between a sub-vector and its codeword.
+        public var objective: Double
+        /// Empty clusters split over the fit.
+        public var splits: Int
+
+        public init(objective: Double, splits: Int) {
+            self.objective = objective
+            self.splits = splits
+        }
+    }
+    public struct Settings: Codable, Sendable, Equatable {
+        public var iterations: Int
+        public var seed: UInt64
+        public var maxPointsPerCentroid: Int
+        public var seedingPoints: Int
+
+        public init(iterations: Int, seed: UInt64, maxPointsPerCentroid: Int, seedingPoints: Int) {
+            self.iterations = iterations
+            self.seed = seed
+            self.maxPointsPerCentroid = maxPointsPerCentroid
+            self.seedingPoints = seedingPoints
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case iterations, seed, maxPointsPerCentroid = "max_points_per_centroid", seedingPoints = "seeding_points"
+        }
+    }
+    /// `spherical-kmeans`.
+    public var method: String
+    /// The fingerprint of the bundle the codebooks replace (its other weights are copied).
+    public var sourceBundle: String
+    /// Fingerprints of bundles whose embeddings equal this bundle's (same weights but the
+    /// codebooks): the source and what the source listed. Their codes files with
+    /// embeddings may be re-quantized with this bundle or refitted from.
+    public var embeddingsFrom: [String]
+    public var sample: Sample
+    public var settings: Settings
+    /// One per level, level 0 first.
+    public var levels: [Level]
+    /// The program that fitted them, with its version.
+    public var tool: String
+
+    public init(method: String, sourceBundle: String, embeddingsFrom: [String], sample: Sample, settings: Settings,
+                levels: [Level], tool: String) {
+        self.method = method
+        self.sourceBundle = sourceBundle
+        self.embeddingsFrom = embeddingsFrom
+        self.sample = sample
+        self.settings = settings
+        self.levels = levels
+        self.tool = tool
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case method, sourceBundle = "source_bundle", embeddingsFrom = "embeddings_from", sample, settings, levels, tool
+    }
+}
+
 /// `bundle.json` (Schemas/model-bundle.schema.json): the architecture of an HCQ video encoder.
 public struct BundleConfig: Codable, Sendable, Equatable {
     public var format: String
@@ -82,12 +163,14 @@ public struct BundleConfig: Codable, Sendable, Equatable {
     public var batchNormEps: Double
     public var pq: PQConfig
     public var provenance: Provenance
+    /// Present when the codebooks were fitted by `vidx-fit-codebooks`.
+    public var codebooks: CodebookProvenance?
 
     enum CodingKeys: String, CodingKey {
         case format, formatVersion = "format_version", name, experts
         case tokensPerExpert = "tokens_per_expert", maxPositions = "max_positions", typeVocabSize = "type_vocab_size"
         case hiddenSize = "hidden_size", layers, heads, ffnSize = "ffn_size", layerNormEps = "layer_norm_eps"
-        case clusters, batchNormEps = "batch_norm_eps", pq, provenance
+        case clusters, batchNormEps = "batch_norm_eps", pq, provenance, codebooks
     }
 
     /// Levels of codes: the coarse level and one per cluster.
@@ -165,8 +248,12 @@ public struct BundleConfig: Codable, Sendable, Equatable {
             t.append(("ghost_vlad.batch_norm.\(b)", [clusters]))
         }
         let codebook = [pq.subspaces, pq.codewords, subDimension]
-        t.append(("cls_pq_layer._C_k", codebook))
-        for k in 0..<clusters { t.append(("vlad_pq_layers.\(k)._C_k", codebook)) }
+        for name in Self.codebookTensorNames(clusters: clusters) { t.append((name, codebook)) }
         return t
+    }
+
+    /// The codebook tensors, level 0 (the coarse level) first.
+    public static func codebookTensorNames(clusters: Int) -> [String] {
+        ["cls_pq_layer._C_k"] + (0..<clusters).map { "vlad_pq_layers.\($0)._C_k" }
     }
 }

@@ -73,6 +73,16 @@ public struct ModelBundle: Sendable {
         fingerprint = SHA256Digest.hex(Array("vidx-bundle-v1\n".utf8) + configDigest + weightsDigest)
     }
 
+    /// Whether embeddings made by the bundle with fingerprint `fingerprint` are this
+    /// bundle's embeddings: it is this bundle, or one its fitted codebooks list in
+    /// `codebooks.embeddings_from` (the same weights but the codebooks).
+    public func acceptsEmbeddings(from fingerprint: String) -> Bool {
+        fingerprint == self.fingerprint || (config.codebooks?.embeddingsFrom.contains(fingerprint) ?? false)
+    }
+
+    /// The weight tensors that hold the codebooks, level 0 first (Schemas/model-bundle.schema.json).
+    public var codebookTensorNames: [String] { BundleConfig.codebookTensorNames(clusters: config.clusters) }
+
     fileprivate static func describe(_ error: Error) -> String {
         switch error {
         case DecodingError.keyNotFound(let key, let ctx):
@@ -190,7 +200,7 @@ struct HCQWeights: Sendable {
         vladCentres = rows
         vladNorm = (try f("ghost_vlad.batch_norm.weight"), try f("ghost_vlad.batch_norm.bias"),
                     try f("ghost_vlad.batch_norm.running_mean"), try f("ghost_vlad.batch_norm.running_var"))
-        let names = ["cls_pq_layer._C_k"] + (0..<c).map { "vlad_pq_layers.\($0)._C_k" }
+        let names = BundleConfig.codebookTensorNames(clusters: c)
         let d = config.subDimension
         codebooks = try names.flatMap { name in
             var words = Matrix(rows: config.pq.subspaces * config.pq.codewords, cols: d, data: try f(name))

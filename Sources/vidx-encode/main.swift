@@ -18,6 +18,11 @@ struct EncodeCommand: StageCommand {
         recorded as failed in the output and the others go on. An expert whose first value \
         is NaN is treated as missing, as HCQ's reference does; each is named on stderr and \
         counted in the summary.
+        With --requantize CODES instead of --features: the codes of a codes file that \
+        carries embeddings (written with --embeddings) are recomputed with this bundle's \
+        codebooks, without the transformer, as after vidx-fit-codebooks; the output is \
+        what --features --embeddings would write. The file must come from this bundle or \
+        from one its codebooks were fitted from (Documentation/Codebooks.md).
         Exit status: 0 every video encoded; 3 some videos failed; 2 usage error; \
         1 the bundle, the features file or the output could not be used.
         """)
@@ -26,7 +31,10 @@ struct EncodeCommand: StageCommand {
     var bundle: String
 
     @Option(name: .long, help: "The work unit's features file.")
-    var features: String
+    var features: String?
+
+    @Option(name: .long, help: "A codes file with embeddings to re-quantize with this bundle's codebooks (instead of --features).")
+    var requantize: String?
 
     @Option(name: .long, help: "Where to write the codes file.")
     var out: String
@@ -42,6 +50,12 @@ struct EncodeCommand: StageCommand {
     @OptionGroup var summary: SummaryOptions
 
     func validate() throws {
+        guard (features == nil) != (requantize == nil) else {
+            throw ValidationError("give exactly one of --features FILE (encode) and --requantize CODES (re-quantize)")
+        }
+        if requantize != nil && embeddings {
+            throw ValidationError("--embeddings is implied by --requantize (the embeddings are kept)")
+        }
         guard batch >= 1 && batch <= 4096 else { throw ValidationError("--batch must be between 1 and 4096") }
     }
 
@@ -51,9 +65,12 @@ struct EncodeCommand: StageCommand {
         let videos: Int, ok: Int, failed: Int, nanMaskedExperts: Int
         let bundleFingerprint: String
         let seconds: Double
+        /// With --requantize: videos whose codes changed.
+        var changed: Int? = nil
 
         enum CodingKeys: String, CodingKey {
             case out, videos, ok, failed, nanMaskedExperts = "nan_masked_experts", bundleFingerprint = "bundle_fingerprint", seconds
+            case changed
         }
     }
 
@@ -61,6 +78,18 @@ struct EncodeCommand: StageCommand {
         BLAS.setThreads(threads.resolved)
         MemoryTuning.reuseLargeAllocations()
         let model = try ModelBundle(directory: bundle)
+        if let requantize {
+            let started = Date()
+            let r = try Requantizer.requantize(codes: requantize, bundle: model, to: out)
+            let seconds = Date().timeIntervalSince(started)
+            try summary.print(Summary(out: out, videos: r.videos, ok: r.coded, failed: r.videos - r.coded, nanMaskedExperts: 0,
+                                      bundleFingerprint: model.fingerprint, seconds: (seconds * 1000).rounded() / 1000,
+                                      changed: r.changed),
+                              text: String(format: "%@: %d videos re-quantized (%d with other codes than before), %d failed earlier, %.2f s; bundle %@",
+                                           out, r.coded, r.changed, r.videos - r.coded, seconds, String(model.fingerprint.prefix(16))))
+            return
+        }
+        let features = features!
         let outcome = try UnitEncoder(bundle: model, batchSize: batch, keepEmbeddings: embeddings)
             .encode(features: features, to: out, warn: { printError("vidx-encode: \($0)") })
         for r in outcome.records where r.status == .failed {
