@@ -170,7 +170,8 @@ public enum SphericalKMeans {
                         }
                     }
                 }
-                let value = perSpace.reduce(0, +) / Double(M)
+                // A mean of cosines; float dot products of unit vectors may pass 1 by a rounding.
+                let value = min(1, max(-1, perSpace.reduce(0, +) / Double(M)))
                 objective.append(value)
                 splits += splitCounts.reduce(0, +)
                 progress(iteration, value)
