@@ -76,7 +76,7 @@ let package = Package(
         // The scan's inner loop in C: 8 queries per 32-byte table read, AVX2 chosen at run time.
         .target(name: "CVidxScan", path: "Sources/CVidxScan", cSettings: [.unsafeFlags(["-O3"])]),
         // Codebook fitting's inner loops in C (score-row argmax, k-means++ distances), AVX2 chosen at run time.
-        .target(name: "CVidxCluster", path: "Sources/CVidxCluster", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "CVidxCluster", path: "Sources/CVidxCluster", cSettings: [.unsafeFlags(["-O3", "-Wno-psabi"])]),
 
         // MARK: Plumbing
         // The byte layer under every reader: mapped files, a bounds-checked cursor, checked sizes, UTF-8.

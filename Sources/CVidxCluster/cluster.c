@@ -13,6 +13,12 @@ static inline __attribute__((always_inline)) v8f load8(const float *p)
     return v;
 }
 
+static inline __attribute__((always_inline)) v8f splat8(float f)
+{
+    v8f v = {f, f, f, f, f, f, f, f};
+    return v;
+}
+
 static inline __attribute__((always_inline)) v8f max8(v8f a, v8f b)
 {
     v8i gt = a > b;
@@ -51,20 +57,44 @@ argmax_body(const float *scores, size_t rows, size_t count, size_t ld, int32_t *
 static inline __attribute__((always_inline)) double
 nearest_body(const float *points, size_t n, const float *word, float *nearest, double *blocks)
 {
-    v8f w0 = load8(word), w1 = load8(word + 8);
-    for (size_t i = 0; i < n; i++) {
-        v8f p = load8(points + i * 16) * w0 + load8(points + i * 16 + 8) * w1;
-        // A fixed pairwise order of the 8 partial sums.
-        float dot = ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
-        float dist = 2.0f - 2.0f * dot;
+    // Points transposed (dimension j of point i at points[j * n + i]): eight points a step,
+    // each dot product summed over j in order.
+    size_t i = 0;
+    v8f two = {2, 2, 2, 2, 2, 2, 2, 2}, zero = {0};
+    for (; i + 32 <= n; i += 32) {
+        // Four groups of eight points: four independent chains of additions.
+        v8f acc[4] = {{0}, {0}, {0}, {0}};
+        for (int j = 0; j < 16; j++) {
+            const float *row = points + (size_t)j * n + i;
+            for (int g = 0; g < 4; g++) acc[g] += load8(row + 8 * g) * word[j];
+        }
+        for (int g = 0; g < 4; g++) {
+            v8f dist = max8(two - acc[g] * 2.0f, zero);
+            v8f near = load8(nearest + i + 8 * g);
+            v8i lower = dist < near;
+            near = (v8f)(((v8i)dist & lower) | ((v8i)near & ~lower));
+            memcpy(nearest + i + 8 * g, &near, sizeof near);
+        }
+    }
+    for (; i < n; i++) {
+        float dot = 0;
+        for (int j = 0; j < 16; j++) dot += points[(size_t)j * n + i] * word[j];
+        float dist = 2.0f - dot * 2.0f;
         if (dist < 0) dist = 0;
         if (dist < nearest[i]) nearest[i] = dist;
     }
+    // Block sums: eight float lanes over the block's points, then the lanes in double.
     double total = 0;
     for (size_t b = 0; b * 64 < n; b++) {
-        size_t end = (b + 1) * 64 < n ? (b + 1) * 64 : n;
+        size_t start = b * 64, end = start + 64 < n ? start + 64 : n;
         double sum = 0;
-        for (size_t i = b * 64; i < end; i++) sum += (double)nearest[i];
+        if (end - start == 64) {
+            v8f lanes = {0};
+            for (size_t k = start; k < end; k += 8) lanes += load8(nearest + k);
+            for (int g = 0; g < 8; g++) sum += (double)lanes[g];
+        } else {
+            for (size_t k = start; k < end; k++) sum += (double)nearest[k];
+        }
         blocks[b] = sum;
         total += sum;
     }
@@ -94,9 +124,12 @@ static inline __attribute__((always_inline)) void lane_finish(const lane_max *m,
     *value = top;
 }
 
+// acc + a * b: one rounding with FMA (the AVX2 build), two without.
+#define MADD(acc, a, b, fused) ((fused) ? __builtin_elementwise_fma((a), (b), (acc)) : (acc) + (a) * (b))
+
 // Four points against 16 codewords at a time: 8 accumulators, as a gemm micro-kernel.
 static inline __attribute__((always_inline)) void
-assign_body(const float *points, size_t n, const float *columns, size_t count, int32_t *index, float *value)
+assign_body(const float *points, size_t n, const float *columns, size_t count, int32_t *index, float *value, int fused)
 {
     const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
     size_t i = 0;
@@ -109,10 +142,11 @@ assign_body(const float *points, size_t n, const float *columns, size_t count, i
             for (int j = 0; j < 16; j++) {
                 v8f lo = load8(columns + j * count + k), hi = load8(columns + j * count + k + 8);
                 float pa = p[j], pb = p[16 + j], pc = p[32 + j], pd = p[48 + j];
-                a0 += lo * pa; a1 += hi * pa;
-                b0 += lo * pb; b1 += hi * pb;
-                c0 += lo * pc; c1 += hi * pc;
-                d0 += lo * pd; d1 += hi * pd;
+                v8f xa = splat8(pa), xb = splat8(pb), xc = splat8(pc), xd = splat8(pd);
+                a0 = MADD(a0, lo, xa, fused); a1 = MADD(a1, hi, xa, fused);
+                b0 = MADD(b0, lo, xb, fused); b1 = MADD(b1, hi, xb, fused);
+                c0 = MADD(c0, lo, xc, fused); c1 = MADD(c1, hi, xc, fused);
+                d0 = MADD(d0, lo, xd, fused); d1 = MADD(d1, hi, xd, fused);
             }
             v8i k0 = lane + (int)k, k1 = lane + (int)(k + 8);
             lane_update(&mx[0], a0, k0); lane_update(&mx[0], a1, k1);
@@ -128,8 +162,9 @@ assign_body(const float *points, size_t n, const float *columns, size_t count, i
         for (size_t k = 0; k < count; k += 16) {
             v8f a0 = {0}, a1 = {0};
             for (int j = 0; j < 16; j++) {
-                a0 += load8(columns + j * count + k) * p[j];
-                a1 += load8(columns + j * count + k + 8) * p[j];
+                v8f x = splat8(p[j]);
+                a0 = MADD(a0, load8(columns + j * count + k), x, fused);
+                a1 = MADD(a1, load8(columns + j * count + k + 8), x, fused);
             }
             lane_update(&mx, a0, lane + (int)k);
             lane_update(&mx, a1, lane + (int)(k + 8));
@@ -138,7 +173,7 @@ assign_body(const float *points, size_t n, const float *columns, size_t count, i
     }
 }
 
-#define DEFINE(SUFFIX, ATTR)                                                                       \
+#define DEFINE(SUFFIX, ATTR, FUSED)                                                                \
     static ATTR void argmax_##SUFFIX(const float *s, size_t rows, size_t count, size_t ld, int32_t *ix,  \
                                      size_t is, float *v, size_t vs)                               \
     {                                                                                              \
@@ -147,8 +182,8 @@ assign_body(const float *points, size_t n, const float *columns, size_t count, i
     }                                                                                              \
     static ATTR void assign_##SUFFIX(const float *p, size_t n, const float *c, size_t count, int32_t *ix, float *v) \
     {                                                                                              \
-        if (count == 256) assign_body(p, n, c, 256, ix, v);                                        \
-        else assign_body(p, n, c, count, ix, v);                                                   \
+        if (count == 256) assign_body(p, n, c, 256, ix, v, FUSED);                                 \
+        else assign_body(p, n, c, count, ix, v, FUSED);                                            \
     }                                                                                              \
     static ATTR double nearest_##SUFFIX(const float *p, size_t n, const float *w, float *near, double *b) \
     {                                                                                              \
@@ -156,10 +191,10 @@ assign_body(const float *points, size_t n, const float *columns, size_t count, i
     }
 
 #pragma clang fp contract(off)
-DEFINE(generic, )
+DEFINE(generic, , 0)
 #if defined(__x86_64__) && defined(__clang__)
-DEFINE(avx2, __attribute__((target("avx2"))))
-static int use_avx2(void) { return __builtin_cpu_supports("avx2"); }
+DEFINE(avx2, __attribute__((target("avx2,fma"))), 1)
+static int use_avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 #else
 #define argmax_avx2 argmax_generic
 #define nearest_avx2 nearest_generic

@@ -92,10 +92,19 @@ public struct CodebookFitter: Sendable {
         let layout = bundle.quantizer.layout
         var owner: [String: (file: Int, row: Int)] = [:]
         var candidates: [String] = []
+        // First pass: the headers only (ids and bundles); the data of the sampled files is
+        // read once, in the second.
+        var headers: [CodesFile.Header] = []
         for (f, path) in paths.enumerated() {
-            let file = try CodesFile(path: path)
-            try check(file)
-            for (row, v) in file.videos.enumerated() where v.status != .failed {
+            let header = try CodesFile.header(path: path)
+            headers.append(header)
+            guard header.embeddingsShape != nil else {
+                throw FitError("\(path): holds no embeddings: write codes files with vidx-encode --embeddings, or give --features")
+            }
+            guard bundle.acceptsEmbeddings(from: header.bundleFingerprint) else {
+                throw FitError("\(path): " + Requantizer.foreignEmbeddings(madeBy: header.bundleFingerprint, bundle: bundle))
+            }
+            for (row, v) in header.videos.enumerated() where v.status != .failed {
                 if let first = owner[v.id] {
                     throw FitError("video '\(v.id)' is in both \(paths[first.file]) and \(path): give each video once")
                 }
@@ -108,12 +117,27 @@ public struct CodebookFitter: Sendable {
         var embeddings = [Float](repeating: 0, count: ids.count * width)
         var byFile: [Int: [(position: Int, row: Int)]] = [:]
         for (p, id) in ids.enumerated() { byFile[owner[id]!.file, default: []].append((p, owner[id]!.row)) }
+        // Second pass: only the sampled rows of each file's embeddings are copied (and checked).
         for f in byFile.keys.sorted() {
-            let file = try CodesFile(path: paths[f])
-            guard let values = file.embeddings else { throw FitError("\(paths[f]): changed while reading: no embeddings now") }
-            for (p, row) in byFile[f]! {
-                embeddings.replaceSubrange((p * width)..<((p + 1) * width), with: values[(row * width)..<((row + 1) * width)])
+            let file = try SafeTensorsFile(path: paths[f])
+            let expected = [headers[f].videos.count, layout.levels, layout.dimension]
+            guard let info = file.info("embeddings"), info.dtype == .f32, info.shape == expected else {
+                throw FitError("\(paths[f]): tensor 'embeddings' is \(file.info("embeddings").map { "\($0.dtype.rawValue) \($0.shape)" } ?? "absent"), expected F32 \(expected)")
             }
+            let raw = try file.bytes("embeddings")
+            try embeddings.withUnsafeMutableBufferPointer { out in
+                for (p, row) in byFile[f]! {
+                    let dst = out.baseAddress! + p * width
+                    for j in 0..<width {
+                        let v = raw.loadUnaligned(fromByteOffset: (row * width + j) * 4, as: Float.self)
+                        guard v.isFinite else {
+                            throw FitError("\(paths[f]): video '\(headers[f].videos[row].id)': embedding value \(v) at level \(j / layout.dimension) is not finite")
+                        }
+                        dst[j] = v
+                    }
+                }
+            }
+            file.releaseResidentPages()
         }
         return EmbeddingSample(ids: ids, embeddings: embeddings, levels: layout.levels, dimension: layout.dimension,
                                input: "embeddings", files: paths.count, available: candidates.count)
@@ -224,13 +248,21 @@ public struct CodebookFitter: Sendable {
         var points = [Float](repeating: 0, count: n * D)  // one buffer for every level
         for l in 0..<L {
             // Level l of every video as (M, n, d), each sub-vector L2-normalised as HCQ quantizes it.
-            for i in 0..<n {
-                let src = (i * L + l) * D
-                for m in 0..<M {
-                    var norm: Float = 0
-                    for j in 0..<d { let v = sample.embeddings[src + m * d + j]; norm += v * v }
-                    let scale = 1 / max(norm.squareRoot(), 1e-12)
-                    for j in 0..<d { points[(m * n + i) * d + j] = sample.embeddings[src + m * d + j] * scale }
+            sample.embeddings.withUnsafeBufferPointer { eb in
+                points.withUnsafeMutableBufferPointer { pb in
+                    nonisolated(unsafe) let e = eb.baseAddress!, p = pb.baseAddress!
+                    Parallel.forEachRange(n) { range in
+                        for i in range {
+                            let src = e + (i * L + l) * D
+                            for m in 0..<M {
+                                var norm: Float = 0
+                                for j in 0..<d { norm += src[m * d + j] * src[m * d + j] }
+                                let scale = 1 / max(norm.squareRoot(), 1e-12)
+                                let dst = p + (m * n + i) * d
+                                for j in 0..<d { dst[j] = src[m * d + j] * scale }
+                            }
+                        }
+                    }
                 }
             }
             let result = SphericalKMeans.fit(points: points, count: n, subspaces: M, codewords: K, subDimension: d,

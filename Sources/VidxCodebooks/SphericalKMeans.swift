@@ -30,7 +30,7 @@ public enum SphericalKMeans {
         /// k-means++ runs on at most this many of the points (its cost is K passes).
         public var seedingPoints: Int
 
-        public init(iterations: Int = 25, seed: UInt64 = 1234, maxPointsPerCentroid: Int = 256, seedingPoints: Int = 8192) {
+        public init(iterations: Int = 25, seed: UInt64 = 1234, maxPointsPerCentroid: Int = 256, seedingPoints: Int = 4096) {
             self.iterations = iterations
             self.seed = seed
             self.maxPointsPerCentroid = maxPointsPerCentroid
@@ -197,6 +197,9 @@ public enum SphericalKMeans {
         for (i, p) in chosen.enumerated() {
             for j in 0..<d { subset[i * d + j] = x[p * stride + j] }
         }
+        // The same points transposed, (d, sample), for the distance kernel.
+        var columns = [Float](repeating: 0, count: sample * d)
+        for i in 0..<sample { for j in 0..<d { columns[j * sample + i] = subset[i * d + j] } }
         var nearest = [Float](repeating: .infinity, count: sample)
         // Sums of nearest[] per block of 64 points: the draw finds its block, then its point.
         let blockSize = 64
@@ -212,7 +215,7 @@ public enum SphericalKMeans {
                         let s = sp.baseAddress!, near = nb.baseAddress!, sums = bb.baseAddress!
                         let word = c + k * d
                         if d == 16 {
-                            total = vidx_nearest_update16(s, sample, word, near, sums)
+                            total = columns.withUnsafeBufferPointer { vidx_nearest_update16($0.baseAddress!, sample, word, near, sums) }
                             return
                         }
                         for i in 0..<sample {

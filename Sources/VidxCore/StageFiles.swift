@@ -245,6 +245,29 @@ public struct CodesFile: Sendable {
         }
     }
 
+    /// What a codes file's header says, read without its tensors' data: for a first pass
+    /// over many files (which videos, made by which bundle) before reading a few of them.
+    public struct Header: Sendable {
+        public let path: String
+        public let bundleFingerprint: String
+        public let videos: [VideoRecord]
+        /// The `embeddings` tensor's shape, when the file holds one.
+        public let embeddingsShape: [Int]?
+    }
+
+    /// Reads a codes file's header: its format, bundle and `videos` (checked as the full
+    /// reader checks them), and whether it holds embeddings. The data is not read; open
+    /// the file with `init(path:)` for that (and for the checks on the values).
+    public static func header(path: String) throws -> Header {
+        let file = try SafeTensorsFile(path: path)
+        let meta = file.metadata
+        try StageFiles.checkFormat(meta, path: path, format: CodesFile.format, version: CodesFile.version)
+        let videos = try StageFiles.decode([VideoRecord].self, meta["videos"] ?? "", key: "videos", path: path)
+        try StageFiles.check(videos, path: path)
+        return Header(path: path, bundleFingerprint: meta["bundle_fingerprint"] ?? "", videos: videos,
+                      embeddingsShape: file.info("embeddings")?.shape)
+    }
+
     /// Checks the file's shape against a bundle's: levels, M, K and, when the file holds
     /// embeddings, their width (the bundle's hidden size).
     /// - Throws: `StageFileError` naming the file and both shapes.

@@ -50,7 +50,12 @@ public enum Requantizer {
     /// - Throws: `StageFileError` naming both fingerprints.
     public static func checkEmbeddings(_ file: CodesFile, bundle: ModelBundle) throws {
         guard bundle.acceptsEmbeddings(from: file.bundleFingerprint) else {
-            throw StageFileError(path: file.path, message: "its embeddings were made by bundle \(file.bundleFingerprint.prefix(16)), not by bundle \(bundle.directory) (\(bundle.fingerprint.prefix(16))) nor by a bundle its codebooks were fitted from: encode the features with \(bundle.directory) instead")
+            throw StageFileError(path: file.path, message: foreignEmbeddings(madeBy: file.bundleFingerprint, bundle: bundle))
         }
+    }
+
+    /// Why embeddings made by the bundle `fingerprint` are not `bundle`'s.
+    public static func foreignEmbeddings(madeBy fingerprint: String, bundle: ModelBundle) -> String {
+        "its embeddings were made by bundle \(fingerprint.prefix(16)), not by bundle \(bundle.directory) (\(bundle.fingerprint.prefix(16))) nor by a bundle its codebooks were fitted from: encode the features with \(bundle.directory) instead"
     }
 }

@@ -60,7 +60,7 @@ struct FitCodebooksCommand: StageCommand {
     var maxPointsPerCentroid: Int = 256
 
     @Option(name: .customLong("seeding-points"), help: "k-means++ seeds from at most this many of the sampled points.")
-    var seedingPoints: Int = 8192
+    var seedingPoints: Int = 4096
 
     @OptionGroup var threads: ThreadOptions
 
