@@ -16,7 +16,7 @@ PIP_PACKAGES = numpy jsonschema pytest
 # Slurm and munge, for `make test-slurm` (a one-node cluster started by the test itself).
 SLURM_PACKAGES = slurm-wlm munge
 
-.PHONY: all setup setup-slurm build test test-slurm demo index nightly rebuild compact reshard slurm models bench-decode bench-encode bench-search bench-extract bench-pipeline bench-plan bench-shard fuzz fuzz-ci clean
+.PHONY: all setup setup-slurm build test test-slurm demo index nightly rebuild compact reshard slurm models bench-decode bench-encode bench-search bench-extract bench-pipeline bench-plan bench-shard bench-quality setup-quality fuzz fuzz-ci clean
 
 all: build
 
@@ -116,6 +116,16 @@ bench-plan: build models
 # speed. Needs about 15 GB of disk in bench-out/shard; VIDEOS=N for a smaller run.
 bench-shard: build models
 	$(PYTHON) Pipelines/bench/bench_shard.py --bin $(BIN) --workdir bench-out/shard $(if $(VIDEOS),--videos $(VIDEOS) --small $$(( $(VIDEOS) / 10 )))
+
+# Codebook fitting and what quantization costs (Pipelines/bench/bench_quality.py): 50,000
+# synthetic videos' embeddings, 10 % held out; vidx-fit-codebooks beside FAISS's
+# ProductQuantizer on the same sample and threads; the fidelity table, fidelity.json and
+# recall.png in bench-out/quality/fidelity. VIDEOS=N for another size.
+setup-quality: setup
+	@$(PYTHON) -c "import faiss, matplotlib" 2>/dev/null || { echo "setup-quality: pip install faiss-cpu matplotlib"; $(PYTHON) -m pip install -q faiss-cpu matplotlib; }
+
+bench-quality: build setup-quality
+	$(PYTHON) Pipelines/bench/bench_quality.py --bin $(BIN) --workdir bench-out/quality $(if $(VIDEOS),--videos $(VIDEOS))
 
 # Fuzzing (libFuzzer + AddressSanitizer) of every reader: index shards, safetensors, NPY,
 # bundle.json and MANIFEST.json. SwiftPM builds `vidx-fuzz` from the package's own targets

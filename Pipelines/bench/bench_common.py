@@ -46,6 +46,25 @@ def run_once(cmd, tool, what, env=None):
     return elapsed, usage.ru_maxrss / 1024.0
 
 
+def pip_import(module, package, tool):
+    """`module`, installed with pip (`package`) when missing, as `make setup` installs pip
+    packages; exits naming `tool` when pip fails."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        pass
+    print(f"{tool}: pip install {package}", flush=True)
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", package]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0 and "externally-managed-environment" in proc.stderr + proc.stdout:
+        proc = subprocess.run(cmd + ["--break-system-packages"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{tool}: pip install {package} failed:\n{proc.stderr}")
+    importlib.invalidate_caches()
+    return importlib.import_module(module)
+
+
 def cpu_model():
     try:
         for line in open("/proc/cpuinfo"):

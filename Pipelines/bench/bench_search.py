@@ -54,7 +54,7 @@ import numpy as np  # noqa: E402
 import bundle_tools  # noqa: E402
 import safetensors_np  # noqa: E402
 from bench_encode import msrvtt_config  # noqa: E402  (the same bundle shapes)
-from bench_common import sha256_file  # noqa: E402
+from bench_common import pip_import, sha256_file  # noqa: E402
 
 L, M, K, D = 8, 32, 256, 512
 DSUB = D // M
@@ -72,26 +72,6 @@ def fail(msg):
 
 
 # ---------------------------------------------------------------------------------- setup
-
-def import_faiss():
-    """faiss, installed with pip (as `make setup` installs pip packages) when missing."""
-    try:
-        import faiss
-        return faiss
-    except ImportError:
-        pass
-    log("bench-search: pip install faiss-cpu")
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "faiss-cpu"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0 and "externally-managed-environment" in proc.stderr + proc.stdout:
-        proc = subprocess.run(cmd + ["--break-system-packages"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        fail(f"pip install faiss-cpu failed:\n{proc.stderr}")
-    import importlib
-    importlib.invalidate_caches()
-    import faiss
-    return faiss
-
 
 def read_json(path):
     try:
@@ -505,7 +485,7 @@ def main():
         if not os.access(os.path.join(args.bin, tool), os.X_OK):
             fail(f"{os.path.join(args.bin, tool)} not found (swift build -c release)")
     os.makedirs(args.workdir, exist_ok=True)
-    faiss = import_faiss()
+    faiss = pip_import("faiss", "faiss-cpu", "bench-search")
     bundle_dir, fingerprint, books = make_bundle(args.workdir)
 
     results = []

@@ -83,6 +83,31 @@ struct QualityTests {
         #expect(again == r)
     }
 
+    @Test("Pipelines/quality/fidelity.py measures with the same definitions: its NumPy figures for a bundle's codebooks are vidx-quality's")
+    func scriptAgrees() throws {
+        let (f, _) = try Self.lossless()
+        let r = try report(runTool("vidx-quality", ["--bundle", f.bundle, "--embeddings", f.codes[0], "--examples", "12", "--json"]))
+        let out = f.dir + "/numpy.json"
+        try Python.run(["-c", """
+            import sys, json
+            sys.path[:0] = ["Pipelines/quality", "Pipelines/bench"]
+            import numpy as np, fidelity
+            bundle, codes, out = sys.argv[1:4]
+            cfg, books = fidelity.fitted_codebooks(bundle)
+            ids, emb, _ = fidelity.read_codes([codes])
+            dsub = books.shape[3]
+            x = fidelity.normalise_subvectors(emb, dsub).transpose(1, 0, 2).copy()
+            recon = np.stack([fidelity.encode_decode(x[l], books[l]) for l in range(x.shape[0])])
+            json.dump(fidelity.measure("vidx (numpy)", "0" * 64, ids, x, recon, dsub, 12, 1234), open(out, "w"))
+            """, f.bundle, f.codes[0], out])
+        let numpy = try JSONDecoder().decode(Fidelity.Report.self, from: read(out))
+        #expect(numpy.querySets.map(\.recall) == r.querySets.map(\.recall))
+        #expect(numpy.querySets.map(\.coarseToFine) == r.querySets.map(\.coarseToFine))
+        for (a, b) in zip(numpy.levels, r.levels) {
+            #expect(abs(a.mse - b.mse) < 1e-4 && abs(a.meanCosine - b.meanCosine) < 1e-5, "\(a) vs \(b)")
+        }
+    }
+
     @Test("refused with a clear message: queries of the wrong shape, embeddings of another bundle")
     func refusals() throws {
         let (f, _) = try Self.lossless()
