@@ -85,9 +85,16 @@ slurm: build models
 	@$(PIPELINE_MAKE)
 
 # The starter model bundle (seeded, untrained weights shaped for the built-in experts).
+# The starter bundle: seeded random weights (make_starter.py), then its codebooks fitted on
+# 320 generated sample clips (fit_starter.py) with release builds of the three tools it
+# runs (the encoder in a debug build would take many minutes). Skipped when up to date.
+FIT_TOOLS = vidx-extract vidx-encode vidx-fit-codebooks
 models: setup
-	$(PYTHON) Pipelines/models/make_starter.py models/starter
+	$(PYTHON) Pipelines/models/make_starter.py models/.starter-untrained
 	$(PYTHON) Pipelines/models/convert_efficientnet.py --out models/efficientnet-lite0 --download-dir models/.downloads
+	@for p in $(FIT_TOOLS); do $(SWIFT) build -c release $(BUILD_FLAGS) --product $$p || exit 1; done
+	$(PYTHON) Pipelines/models/fit_starter.py --bin .build/release --source models/.starter-untrained \
+	  --cnn models/efficientnet-lite0/weights.safetensors --out models/starter --workdir models/.starter-fit
 
 bench-decode: build
 	$(PYTHON) Pipelines/bench/bench_decode.py --vidx $(BIN)/vidx-decode --workdir bench-out
