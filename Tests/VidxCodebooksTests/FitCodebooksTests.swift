@@ -132,5 +132,9 @@ struct FitCodebooksTests {
         #expect(first.status != 1 && direct.status != 1 && again.status == 0, "\(first.stderr)\(direct.stderr)\(again.stderr)")
         #expect(read(dir + "/b.codes").count > 0 && read(dir + "/b.codes") == read(dir + "/c.codes"))
         #expect(read(dir + "/a.codes") != read(dir + "/c.codes"))
+        // --features reads and checks the features files itself; 12 test videos are fewer than K = 16.
+        let few = try runTool("vidx-fit-codebooks", ["--bundle", source.directory, "--features", features, "--out", dir + "/f"])
+        #expect(few.status == 1 && few.stderr.contains("smaller than K = 16") && few.stderr.contains("usable"), "\(few.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/f"))
     }
 }
