@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import resource
+import subprocess
 import sys
 import time
 
@@ -193,9 +194,11 @@ def table(ours, theirs, fit):
         c2f = ", ".join(f"K={d} {x:.3f} | {y:.3f}" + (" (full scan)" if d >= ours["database"] else "")
                         for d, x, y in zip(RERANK_DEPTHS, a["coarse_to_fine"], b["coarse_to_fine"]))
         lines.append(f"  coarse-to-fine top-10 agreement, ours | FAISS: {c2f}")
-    lines.append(f"fitting: ours {fit['vidx_seconds']:.1f} s (peak {fit['vidx_peak_mib']:.0f} MiB), "
-                 f"FAISS {fit['faiss_seconds']:.1f} s (this process's peak {fit['faiss_peak_mib']:.0f} MiB, data included): "
-                 f"ours / FAISS = {fit['vidx_seconds'] / fit['faiss_seconds']:.2f}x")
+    runs = lambda v: ", ".join(f"{t:.1f}" for t in v)  # noqa: E731
+    lines.append(f"fitting, median of {fit['repeats']} interleaved runs: ours {fit['vidx_seconds']:.1f} s ({runs(fit['vidx_runs'])}; "
+                 f"reading the codes files and writing the bundle included; peak {fit['vidx_peak_mib']:.0f} MiB), "
+                 f"FAISS {fit['faiss_seconds']:.1f} s ({runs(fit['faiss_runs'])}; training only; this process's peak "
+                 f"{fit['faiss_peak_mib']:.0f} MiB, data included): ours / FAISS = {fit['vidx_seconds'] / fit['faiss_seconds']:.2f}x")
     return "\n".join(lines)
 
 
@@ -228,44 +231,71 @@ def run(args):
     faiss = pip_import("faiss", "faiss-cpu", "fidelity")
     os.makedirs(args.out_dir, exist_ok=True)
     fitted = os.path.join(args.out_dir, "fitted")
-    if os.path.exists(fitted):
-        import shutil
-        shutil.rmtree(fitted)
     threads = args.threads or os.cpu_count()
     common = ["--iterations", str(args.iterations), "--seed", str(args.seed), "--threads", str(threads)]
-    print("fidelity: vidx-fit-codebooks ...", flush=True)
     train_list = os.path.join(args.out_dir, "train.list")
     with open(train_list, "w") as f:
         f.write("".join(p + "\n" for p in args.train))
-    vidx_s, vidx_mib = run_once([os.path.join(args.bin, "vidx-fit-codebooks"), "--bundle", args.bundle,
-                                 "--embeddings-list", train_list, "--out", fitted] + common, "fidelity", "vidx-fit-codebooks")
-    cfg, books = fitted_codebooks(fitted)
-    record = cfg["codebooks"]
-    L, M, K, dsub = books.shape
-    D = M * dsub
-
-    # FAISS on the same sample.
     ids, emb, _ = read_codes(args.train)
-    sample = sample_order(ids, record["sample"]["videos"], args.seed)
-    if ids_digest(sample) != record["sample"]["ids_sha256"]:
-        fail("the sample drawn here differs from vidx-fit-codebooks' (ids digest): the two would not be comparable")
-    position = {v: i for i, v in enumerate(ids)}
-    x = normalise_subvectors(emb[[position[i] for i in sample]], dsub)
-    del emb
     faiss.omp_set_num_threads(threads)
-    print(f"fidelity: faiss.ProductQuantizer on the same {len(sample)} videos ...", flush=True)
-    pqs = []
-    start = time.perf_counter()
-    for l in range(L):
-        pq = faiss.ProductQuantizer(D, M, int(np.log2(K)))
-        pq.cp.niter = args.iterations
-        pq.cp.seed = args.seed
-        pq.cp.max_points_per_centroid = record["settings"]["max_points_per_centroid"]
-        pq.train(np.ascontiguousarray(x[:, l]))
-        pqs.append(pq)
-    faiss_s = time.perf_counter() - start
+    import shutil
+
+    def fit_ours():
+        """(seconds, peak RSS MiB) of one vidx-fit-codebooks run. The peak comes from
+        /usr/bin/time when present: a child's ru_maxrss also counts the pages of this
+        process at the fork, which holds the sample by then."""
+        if os.path.exists(fitted):
+            shutil.rmtree(fitted)
+        cmd = [os.path.join(args.bin, "vidx-fit-codebooks"), "--bundle", args.bundle,
+               "--embeddings-list", train_list, "--out", fitted] + common
+        if not os.path.exists("/usr/bin/time"):
+            return run_once(cmd, "fidelity", "vidx-fit-codebooks")
+        start = time.perf_counter()
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            fail(f"vidx-fit-codebooks failed with status {proc.returncode}:\n{proc.stderr}")
+        return seconds, int(proc.stderr.strip().splitlines()[-1]) / 1024.0
+
+    def fit_faiss(x, record, L, M, K, D):
+        pqs = []
+        start = time.perf_counter()
+        for l in range(L):
+            pq = faiss.ProductQuantizer(D, M, int(np.log2(K)))
+            pq.cp.niter = args.iterations
+            pq.cp.seed = args.seed
+            pq.cp.max_points_per_centroid = record["settings"]["max_points_per_centroid"]
+            pq.train(np.ascontiguousarray(x[:, l]))
+            pqs.append(pq)
+        return time.perf_counter() - start, pqs
+
+    # Interleaved repetitions (ours, FAISS, ours, FAISS, ...): medians, so that the load of
+    # the machine falls on both alike.
+    ours_s, faiss_s, vidx_mib = [], [], 0.0
+    x = None
+    for r in range(args.repeats):
+        print(f"fidelity: vidx-fit-codebooks (run {r + 1} of {args.repeats}) ...", flush=True)
+        seconds, mib = fit_ours()
+        ours_s.append(seconds)
+        vidx_mib = max(vidx_mib, mib)
+        if x is None:
+            cfg, books = fitted_codebooks(fitted)
+            record = cfg["codebooks"]
+            L, M, K, dsub = books.shape
+            D = M * dsub
+            sample = sample_order(ids, record["sample"]["videos"], args.seed)
+            if ids_digest(sample) != record["sample"]["ids_sha256"]:
+                fail("the sample drawn here differs from vidx-fit-codebooks' (ids digest): the two would not be comparable")
+            position = {v: i for i, v in enumerate(ids)}
+            x = normalise_subvectors(emb[[position[i] for i in sample]], dsub)
+            del emb
+        print(f"fidelity: faiss.ProductQuantizer on the same {len(sample)} videos (run {r + 1} of {args.repeats}) ...", flush=True)
+        seconds, pqs = fit_faiss(x, record, L, M, K, D)
+        faiss_s.append(seconds)
     faiss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     del x
+    vidx_s, faiss_med = float(np.median(ours_s)), float(np.median(faiss_s))
 
     # The held-out figures: vidx-quality for ours, NumPy for FAISS's (and ours, as a check).
     print("fidelity: vidx-quality ...", flush=True)
@@ -287,8 +317,10 @@ def run(args):
                 for ra, rb in zip(sa["recall"], sb["recall"]) for a, b in zip(ra, rb))
     write_json(os.path.join(args.out_dir, "faiss.json"), theirs)
 
-    fit = {"sample": len(sample), "iterations": args.iterations, "threads": threads, "vidx_seconds": vidx_s,
-           "vidx_peak_mib": vidx_mib, "faiss_seconds": faiss_s, "faiss_peak_mib": faiss_mib}
+    fit = {"sample": len(sample), "iterations": args.iterations, "threads": threads, "repeats": args.repeats,
+           "vidx_seconds": vidx_s, "vidx_runs": ours_s, "vidx_peak_mib": vidx_mib,
+           "faiss_seconds": faiss_med, "faiss_runs": faiss_s, "faiss_peak_mib": faiss_mib}
+    faiss_s = faiss_med
     recall10 = RECALL_DEPTHS.index(10)
     gaps = [a["recall"][l][recall10] - b["recall"][l][recall10]
             for a, b in zip(ours["query_sets"], theirs["query_sets"]) for l in range(len(a["recall"]))]
@@ -320,6 +352,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=0, help="0: every core")
     ap.add_argument("--examples", type=int, default=1000)
     ap.add_argument("--queries", help="text queries (Q, L, D) float32 .npy")
+    ap.add_argument("--repeats", type=int, default=1, help="interleaved fitting runs of each (medians reported)")
     run(ap.parse_args(argv))
 
 
