@@ -68,6 +68,24 @@ public struct CodebookFitter: Sendable {
             .prefix(size).map(\.1)
     }
 
+    /// The usable videos of the inputs, each with the file and row that hold it.
+    struct Candidates {
+        var owner: [String: (file: Int, row: Int)] = [:]
+        var ids: [String] = []
+
+        /// Adds the videos of `paths[file]` that did not fail.
+        /// - Throws: `FitError` for a video already given by another file.
+        mutating func add(_ videos: [VideoRecord], file: Int, paths: [String]) throws {
+            for (row, v) in videos.enumerated() where v.status != .failed {
+                if let first = owner[v.id] {
+                    throw FitError("video '\(v.id)' is in both \(paths[first.file]) and \(paths[file]): give each video once")
+                }
+                owner[v.id] = (file, row)
+                ids.append(v.id)
+            }
+        }
+    }
+
     /// How many videos to sample out of `available`, refusing fewer than K.
     func sampleCount(available: Int, note: (String) -> Void) throws -> Int {
         let K = bundle.quantizer.layout.codewords
@@ -90,8 +108,7 @@ public struct CodebookFitter: Sendable {
     ///   another shape, a duplicate id or too small a sample; the reader's errors.
     public func sample(codes paths: [String], note: (String) -> Void = { _ in }) throws -> EmbeddingSample {
         let layout = bundle.quantizer.layout
-        var owner: [String: (file: Int, row: Int)] = [:]
-        var candidates: [String] = []
+        var found = Candidates()
         // First pass: the headers only (ids and bundles); the data of the sampled files is
         // read once, in the second.
         var headers: [CodesFile.Header] = []
@@ -104,19 +121,13 @@ public struct CodebookFitter: Sendable {
             guard bundle.acceptsEmbeddings(from: header.bundleFingerprint) else {
                 throw FitError("\(path): " + Requantizer.foreignEmbeddings(madeBy: header.bundleFingerprint, bundle: bundle))
             }
-            for (row, v) in header.videos.enumerated() where v.status != .failed {
-                if let first = owner[v.id] {
-                    throw FitError("video '\(v.id)' is in both \(paths[first.file]) and \(path): give each video once")
-                }
-                owner[v.id] = (f, row)
-                candidates.append(v.id)
-            }
+            try found.add(header.videos, file: f, paths: paths)
         }
-        let ids = Self.select(candidates, size: try sampleCount(available: candidates.count, note: note), seed: settings.seed)
+        let ids = Self.select(found.ids, size: try sampleCount(available: found.ids.count, note: note), seed: settings.seed)
         let width = layout.vectorCount
         var embeddings = [Float](repeating: 0, count: ids.count * width)
         var byFile: [Int: [(position: Int, row: Int)]] = [:]
-        for (p, id) in ids.enumerated() { byFile[owner[id]!.file, default: []].append((p, owner[id]!.row)) }
+        for (p, id) in ids.enumerated() { byFile[found.owner[id]!.file, default: []].append((p, found.owner[id]!.row)) }
         // Second pass: only the sampled rows of each file's embeddings are copied (and checked).
         for f in byFile.keys.sorted() {
             let file = try SafeTensorsFile(path: paths[f])
@@ -140,7 +151,7 @@ public struct CodebookFitter: Sendable {
             file.releaseResidentPages()
         }
         return EmbeddingSample(ids: ids, embeddings: embeddings, levels: layout.levels, dimension: layout.dimension,
-                               input: "embeddings", files: paths.count, available: candidates.count)
+                               input: "embeddings", files: paths.count, available: found.ids.count)
     }
 
     func check(_ file: CodesFile) throws {
@@ -159,24 +170,17 @@ public struct CodebookFitter: Sendable {
     public func sample(features paths: [String], batchSize: Int = 16, note: (String) -> Void = { _ in }) throws -> EmbeddingSample {
         let layout = bundle.quantizer.layout
         let checker = UnitEncoder(bundle: bundle)
-        var owner: [String: (file: Int, row: Int)] = [:]
-        var candidates: [String] = []
+        var found = Candidates()
         for (f, path) in paths.enumerated() {
             let unit = try FeaturesFile(path: path)
             try checker.check(unit)
-            for (row, v) in unit.videos.enumerated() where v.status != .failed {
-                if let first = owner[v.id] {
-                    throw FitError("video '\(v.id)' is in both \(paths[first.file]) and \(path): give each video once")
-                }
-                owner[v.id] = (f, row)
-                candidates.append(v.id)
-            }
+            try found.add(unit.videos, file: f, paths: paths)
         }
-        let chosen = Self.select(candidates, size: try sampleCount(available: candidates.count, note: note), seed: settings.seed)
+        let chosen = Self.select(found.ids, size: try sampleCount(available: found.ids.count, note: note), seed: settings.seed)
         let width = layout.vectorCount
         var vectors: [String: [Float]] = [:]
         var byFile: [Int: [Int]] = [:]
-        for id in chosen { byFile[owner[id]!.file, default: []].append(owner[id]!.row) }
+        for id in chosen { byFile[found.owner[id]!.file, default: []].append(found.owner[id]!.row) }
         let encoder = HCQEncoder(bundle: bundle, batchSize: batchSize)
         let progress = ProgressLine(total: chosen.count, minimumItems: 64)
         defer { progress.finish() }
@@ -215,7 +219,7 @@ public struct CodebookFitter: Sendable {
         var embeddings = [Float](repeating: 0, count: ids.count * width)
         for (p, id) in ids.enumerated() { embeddings.replaceSubrange((p * width)..<((p + 1) * width), with: vectors[id]!) }
         return EmbeddingSample(ids: ids, embeddings: embeddings, levels: layout.levels, dimension: layout.dimension,
-                               input: "features", files: paths.count, available: candidates.count)
+                               input: "features", files: paths.count, available: found.ids.count)
     }
 
     // MARK: Fitting
